@@ -1,0 +1,3 @@
+"""faceapp: offline face enrollment and recognition."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,350 @@
+"""Headless commands over the same core the app uses: `python -m faceapp COMMAND`.
+
+Machine-readable output (detections, identities) is JSON lines on stdout; progress
+and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+
+from .core.imageio import ImageError, load_image
+from .core.models import ModelPackError
+from .core.paths import default_gallery_path, ensure_private_dir
+from .core.recognize import (DEFAULT_DETECTOR, DEFAULT_EMBEDDER, OPERATING_POINTS,
+                             FacePipeline, Recognizer, Thresholds)
+
+
+class CommandError(RuntimeError):
+    pass
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most a few times a second."""
+
+    def __init__(self, label: str, stream=sys.stderr):
+        self.label = label
+        self.stream = stream
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def __call__(self, done: int, total: int, item: str = "") -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.2:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / total) if total else width
+        rate = done / max(now - self._started, 1e-6)
+        line = (f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{done}/{total} ({rate:.1f}/s)")
+        self.stream.write(line)
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _face_record(path: str, index: int, analyzed) -> dict:
+    face = analyzed.face
+    return {"image": path, "face": index, "score": round(face.score, 4),
+            "box": [round(float(v), 1) for v in face.box],
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]}
+
+
+def _gallery(args):
+    from .core.gallery import Gallery
+
+    path = Path(args.db) if args.db else default_gallery_path()
+    ensure_private_dir(path.parent)
+    return Gallery(path)
+
+
+def _pipeline(args) -> FacePipeline:
+    return FacePipeline.create(args.detector, args.model, min_face=args.min_face,
+                               threads=args.threads)
+
+
+def _thresholds(args, pipeline) -> Thresholds:
+    level = args.threshold
+    try:
+        level = float(level)
+    except ValueError:
+        pass
+    return Thresholds.for_embedder(pipeline.embedder, level)
+
+
+def _person_id(gallery, name: str) -> int:
+    person = gallery.find_person(name)
+    if person is None:
+        raise CommandError(f"nobody called '{name}' in the gallery")
+    return person.id
+
+
+def cmd_detect(args) -> int:
+    pipeline = _pipeline(args)
+    status = 0
+    for path in args.images:
+        try:
+            faces = pipeline.analyze(load_image(path))
+        except ImageError as exc:
+            print(json.dumps({"image": path, "error": str(exc)}))
+            status = 1
+            continue
+        if not faces:
+            print(json.dumps({"image": path, "faces": 0}))
+        for i, analyzed in enumerate(faces):
+            print(json.dumps(_face_record(path, i, analyzed)))
+    return status
+
+
+def cmd_compare(args) -> int:
+    pipeline = _pipeline(args)
+    embeddings = []
+    for path in (args.first, args.second):
+        faces = pipeline.analyze(load_image(path))
+        if not faces:
+            raise CommandError(f"{path}: no face found")
+        if len(faces) > 1:
+            print(f"{path}: {len(faces)} faces, using the most confident one", file=sys.stderr)
+        embeddings.append(faces[0].embedding)
+    similarity = float(embeddings[0] @ embeddings[1])
+    threshold = pipeline.embedder.threshold(args.far)
+    print(json.dumps({"similarity": round(similarity, 4), "threshold": threshold,
+                      "far": args.far, "same_person": similarity >= threshold,
+                      "model": pipeline.embedder.model_id}))
+    return 0
+
+
+def _print_report(report) -> None:
+    for name, count in report.people.items():
+        print(f"{name}: {count} sample(s) added", file=sys.stderr)
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if report.cancelled:
+        print("cancelled", file=sys.stderr)
+
+
+def cmd_enroll(args) -> int:
+    from .core.enroll import Enroller
+
+    with _gallery(args) as gallery:
+        enroller = Enroller(_pipeline(args), gallery)
+        report = enroller.enroll_photos(args.name, args.photos, ProgressBar("enrolling"))
+    _print_report(report)
+    print(json.dumps({"person": args.name, "added": report.added,
+                      "skipped": len(report.skipped)}))
+    return 0 if report.added else 1
+
+
+def cmd_import(args) -> int:
+    from .core.enroll import Enroller
+
+    with _gallery(args) as gallery:
+        enroller = Enroller(_pipeline(args), gallery)
+        started = time.perf_counter()
+        report = enroller.import_folder(args.folder, ProgressBar("importing"))
+        elapsed = time.perf_counter() - started
+    _print_report(report)
+    print(json.dumps({"people": len(report.people), "added": report.added,
+                      "skipped": len(report.skipped), "seconds": round(elapsed, 2)}))
+    return 0
+
+
+def cmd_identify(args) -> int:
+    from .core.sources import SourceError, open_source
+
+    pipeline = _pipeline(args)
+    with _gallery(args) as gallery:
+        recognizer = Recognizer(pipeline, gallery, _thresholds(args, pipeline),
+                                log_events=not args.no_events)
+        names = {p.id: p.name for p in gallery.people()}
+        try:
+            with open_source(args.source) as source:
+                for frame in source:
+                    result = recognizer.process(frame.image, source=source.label,
+                                                track=source.is_live or not args.stills)
+                    for face in result.faces:
+                        decision = face.decision
+                        print(json.dumps({
+                            "frame": frame.index, "path": frame.path, "track": face.track_id,
+                            "box": [round(float(v), 1) for v in face.face.box],
+                            "person": names.get(decision.person_id) if decision.known else None,
+                            "score": round(decision.score, 4), "reason": decision.reason}),
+                            flush=True)
+                    if args.max_frames and frame.index + 1 >= args.max_frames:
+                        break
+                    if frame.index % 50 == 0:
+                        names = {p.id: p.name for p in gallery.people()}
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
+    return 0
+
+
+def cmd_people(args) -> int:
+    with _gallery(args) as gallery:
+        if args.action == "list":
+            for person in gallery.people():
+                print(json.dumps({"id": person.id, "name": person.name,
+                                  "samples": person.face_count}))
+        elif args.action == "rename":
+            gallery.rename_person(_person_id(gallery, args.names[0]), args.names[1])
+        elif args.action == "merge":
+            keep, absorb = (_person_id(gallery, n) for n in args.names[:2])
+            gallery.merge_people(keep, absorb)
+        elif args.action == "delete":
+            person_id = _person_id(gallery, args.names[0])
+            if not args.yes:
+                raise CommandError("deleting removes all of this person's samples: add --yes")
+            gallery.delete_person(person_id)
+    return 0
+
+
+def cmd_events(args) -> int:
+    with _gallery(args) as gallery:
+        if args.csv:
+            gallery.export_events_csv(args.csv)
+            print(f"wrote {args.csv}", file=sys.stderr)
+            return 0
+        person_id = _person_id(gallery, args.person) if args.person else None
+        names = {p.id: p.name for p in gallery.people()}
+        for event in gallery.events(person_id=person_id, limit=args.limit):
+            print(json.dumps({"time": event.time.isoformat(), "score": round(event.score, 4),
+                              "person": names.get(event.person_id, event.name),
+                              "source": event.source}))
+    return 0
+
+
+def _passphrase(args, confirm: bool) -> str | None:
+    if args.passphrase_file:
+        return Path(args.passphrase_file).read_text().strip()
+    if not args.encrypt:
+        return None
+    phrase = getpass.getpass("passphrase: ")
+    if confirm and getpass.getpass("again: ") != phrase:
+        raise CommandError("the passphrases differ")
+    return phrase
+
+
+def cmd_export(args) -> int:
+    from .core.archive import export_gallery
+
+    with _gallery(args) as gallery:
+        export_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=True))
+    print(f"wrote {args.file}", file=sys.stderr)
+    return 0
+
+
+def cmd_import_gallery(args) -> int:
+    from .core.archive import import_gallery
+
+    with _gallery(args) as gallery:
+        result = import_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=False))
+    print(json.dumps({"people_added": result.people_added, "people_merged": result.people_merged,
+                      "faces_added": result.faces_added, "faces_skipped": result.faces_skipped}))
+    return 0
+
+
+def cmd_reembed(args) -> int:
+    from .core.enroll import Enroller
+
+    with _gallery(args) as gallery:
+        enroller = Enroller(_pipeline(args), gallery)
+        count = enroller.reembed(ProgressBar(f"re-embedding for {enroller.embedder.model_id}"))
+    print(json.dumps({"model": enroller.embedder.model_id, "embedded": count}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faceapp", description="Offline face recognition. "
+                                     "With no command, the desktop app opens.")
+    parser.add_argument("--db", help=f"gallery file (default {default_gallery_path()})")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="detector pack")
+    parser.add_argument("--model", default=DEFAULT_EMBEDDER, help="embedder pack")
+    parser.add_argument("--min-face", type=int, default=40, help="smallest face, pixels")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threshold", default="balanced",
+                        help=f"{' / '.join(OPERATING_POINTS)} or a cosine value")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("detect", help="faces, boxes and landmarks in photos (JSON lines)")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("compare", help="are two photos the same person?")
+    p.add_argument("first")
+    p.add_argument("second")
+    p.add_argument("--far", type=float, default=1e-3,
+                   help="false accept rate of the decision threshold (default 1e-3)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("enroll", help="add a person (or more samples) from photos")
+    p.add_argument("name")
+    p.add_argument("photos", nargs="+")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("import", help="enroll a folder with one sub-folder per person")
+    p.add_argument("folder")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("identify", help="identify faces in an image, video, folder, "
+                                        "camera index or stream URL (JSON lines)")
+    p.add_argument("source")
+    p.add_argument("--max-frames", type=int, default=0)
+    p.add_argument("--stills", action="store_true",
+                   help="treat frames as unrelated photos (no tracking)")
+    p.add_argument("--no-events", action="store_true", help="do not write the event log")
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("people", help="list, rename, merge or delete people")
+    p.add_argument("action", nargs="?", default="list",
+                   choices=["list", "rename", "merge", "delete"])
+    p.add_argument("names", nargs="*", help="rename OLD NEW | merge KEEP OTHER | delete NAME")
+    p.add_argument("--yes", action="store_true", help="confirm a delete")
+    p.set_defaults(func=cmd_people)
+
+    p = sub.add_parser("events", help="the recognition log")
+    p.add_argument("--person")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--csv", help="write the whole log to this CSV file")
+    p.set_defaults(func=cmd_events)
+
+    for name, func, help_text in (("export", cmd_export, "write the gallery to one file"),
+                                  ("import-gallery", cmd_import_gallery,
+                                   "read a gallery file written by export")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("file")
+        p.add_argument("--encrypt", action="store_true", help="ask for a passphrase")
+        p.add_argument("--passphrase-file", help="read the passphrase from this file")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("reembed", help="embed stored faces for the active model")
+    p.set_defaults(func=cmd_reembed)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "people" and len(args.names) < {"list": 0, "rename": 2, "merge": 2,
+                                                      "delete": 1}[args.action]:
+        parser.error(f"people {args.action}: missing names")
+    from .core.gallery import GalleryError
+    from .core.enroll import EnrollError
+
+    try:
+        return args.func(args)
+    except (ModelPackError, ImageError, GalleryError, EnrollError, CommandError,
+            ValueError) as exc:
+        print(f"faceapp: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""The engine: Qt-free and torch-free (numpy, OpenCV, onnxruntime, SQLite)."""

@@ -1,0 +1,485 @@
+"""Export a gallery to one portable file and import it back.
+
+The file is a zip::
+
+    gallery.json          format id and version, people, faces (metadata), models
+    faces/<face id>.png   the crops, as stored in the gallery (lossless PNG)
+    embeddings/<n>.npy    one float32 N x D matrix per model; gallery.json names the
+                          model and lists the face ids of its rows
+
+Recognition events are not exported: they are a local log (and may show strangers).
+
+With a passphrase the zip is encrypted: scrypt (n=2^17, r=8, p=1, random salt)
+derives an AES-256-GCM key, and the zip is sealed in 1 MiB chunks whose nonces carry
+a counter and a last-chunk flag (the STREAM construction), so reordered, cut or
+altered files are refused. The header (parameters, salt) is authenticated too, and
+a check value derived from the passphrase tells a wrong passphrase from damage.
+
+Exports are written atomically and owner-only (0600 temp file in the same folder,
+fsync, os.replace). An import is checked completely before anything is written, then
+written in one transaction: a wrong passphrase, a damaged archive or a conflict
+leaves the gallery as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import math
+import os
+import secrets
+import unicodedata
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from faceapp.core.gallery import (
+    SCHEMA_VERSION,
+    Gallery,
+    GalleryError,
+    _as_matrix,
+    _check_landmarks,
+    _check_model_id,
+    _fmt_time,
+    _landmarks_json,
+    _parse_time,
+    decode_crop,
+    normalize_name,
+    utc_now,
+    write_private_file,
+)
+
+FORMAT = "faceapp-gallery-export"
+FORMAT_VERSION = 1
+MANIFEST = "gallery.json"
+ON_CONFLICT = ("merge", "rename")
+
+ENC_MAGIC = b"faceapp-enc\x00"
+ENC_VERSION = 1
+CHUNK = 1 << 20
+TAG = 16
+SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 17, 8, 1
+# refuse files whose KDF would take minutes or gigabytes
+MAX_LOG2_N, MAX_R, MAX_P = 20, 16, 4
+_HEADER_LEN = len(ENC_MAGIC) + 1 + 3 + 16 + 4 + 7  # before the 16-byte check value
+MAX_MANIFEST = 256 << 20
+MAX_MEMBER = 64 << 20
+
+
+class ArchiveError(GalleryError):
+    """The export file cannot be read: damaged, not an export, or too new."""
+
+
+class WrongPassphrase(ArchiveError):
+    """The passphrase does not open this export."""
+
+
+@dataclass
+class ExportSummary:
+    path: Path
+    people: int
+    faces: int
+    models: dict[str, int]
+    encrypted: bool
+
+
+@dataclass
+class ImportReport:
+    people_added: int = 0
+    people_merged: int = 0
+    renamed: dict[str, str] = field(default_factory=dict)  # name in the archive -> name given
+    faces_added: int = 0
+    faces_skipped: int = 0  # already in the gallery (same crop, same person)
+    embeddings_added: int = 0
+
+
+# ------------------------------------------------------------------------ encryption
+
+def _aesgcm():
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+    except ImportError as exc:  # pragma: no cover - the dependency is declared
+        raise ArchiveError("encrypted exports need the 'cryptography' package") from exc
+    return AESGCM, Scrypt
+
+
+def _passphrase_bytes(passphrase: str | bytes) -> bytes:
+    if isinstance(passphrase, str):
+        passphrase = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    if not isinstance(passphrase, (bytes, bytearray)) or not passphrase:
+        raise ValueError("a passphrase is a non-empty str")
+    return bytes(passphrase)
+
+
+def _derive(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> tuple[bytes, bytes]:
+    _, Scrypt = _aesgcm()
+    key = Scrypt(salt=salt, length=64, n=1 << log2_n, r=r, p=p).derive(passphrase)
+    return key[:32], key[32:]
+
+
+def _check_value(check_key: bytes, header: bytes) -> bytes:
+    mac = hmac.new(check_key, b"faceapp passphrase check\x00" + header, hashlib.sha256)
+    return mac.digest()[:16]
+
+
+def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
+    return prefix + counter.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+def _encrypt(plain: bytes, passphrase: str | bytes, out) -> None:
+    AESGCM, _ = _aesgcm()
+    salt, prefix = secrets.token_bytes(16), secrets.token_bytes(7)
+    header = (ENC_MAGIC + bytes([ENC_VERSION, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P]) + salt
+              + CHUNK.to_bytes(4, "big") + prefix)
+    enc_key, check_key = _derive(_passphrase_bytes(passphrase), salt, SCRYPT_LOG2_N,
+                                 SCRYPT_R, SCRYPT_P)
+    header += _check_value(check_key, header)
+    out.write(header)
+    aead = AESGCM(enc_key)
+    count = max(1, math.ceil(len(plain) / CHUNK))
+    if count >= 1 << 32:
+        raise ArchiveError("the export is too large to encrypt")
+    view = memoryview(plain)
+    for i in range(count):
+        out.write(aead.encrypt(_nonce(prefix, i, i == count - 1),
+                               bytes(view[i * CHUNK:(i + 1) * CHUNK]), header))
+
+
+def _decrypt(data: bytes, passphrase: str | bytes) -> bytes:
+    AESGCM, _ = _aesgcm()
+    from cryptography.exceptions import InvalidTag
+
+    if len(data) < _HEADER_LEN + 16 + TAG:
+        raise ArchiveError("the encrypted export is damaged: it is truncated")
+    if data[len(ENC_MAGIC)] != ENC_VERSION:
+        raise ArchiveError(f"the export uses encryption version {data[len(ENC_MAGIC)]}, "
+                           "which needs a newer faceapp")
+    pos = len(ENC_MAGIC) + 1
+    log2_n, r, p = data[pos], data[pos + 1], data[pos + 2]
+    if not (10 <= log2_n <= MAX_LOG2_N and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
+        raise ArchiveError("the encrypted export is damaged: invalid key parameters")
+    pos += 3
+    salt = data[pos:pos + 16]
+    chunk = int.from_bytes(data[pos + 16:pos + 20], "big")
+    prefix = data[pos + 20:pos + 27]
+    if not 1024 <= chunk <= 64 << 20:
+        raise ArchiveError("the encrypted export is damaged: invalid chunk size")
+    header = data[:_HEADER_LEN + 16]
+    enc_key, check_key = _derive(_passphrase_bytes(passphrase), salt, log2_n, r, p)
+    if not hmac.compare_digest(_check_value(check_key, data[:_HEADER_LEN]),
+                               data[_HEADER_LEN:_HEADER_LEN + 16]):
+        raise WrongPassphrase("wrong passphrase for this export")
+    aead = AESGCM(enc_key)
+    body = memoryview(data)[len(header):]
+    step = chunk + TAG
+    count = max(1, math.ceil(len(body) / step))
+    parts = []
+    try:
+        for i in range(count):
+            parts.append(aead.decrypt(_nonce(prefix, i, i == count - 1),
+                                      bytes(body[i * step:(i + 1) * step]), header))
+    except InvalidTag:
+        raise ArchiveError("the encrypted export is damaged (altered or truncated); "
+                           "nothing was imported") from None
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------- export
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _write_zip(gallery: Gallery, out) -> tuple[int, int, dict[str, int]]:
+    """One read transaction: the export is a consistent snapshot."""
+    people, faces = [], []
+    models: dict[str, int] = {}
+    with gallery._read() as db, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for pid, name, created, updated, notes in db.execute(
+                "SELECT id, name, created, updated, notes FROM people ORDER BY id"):
+            people.append({"id": pid, "name": name, "created": created, "updated": updated,
+                           "notes": notes})
+        for fid, pid, crop, landmarks, quality, source, created, flagged in db.execute(
+                "SELECT id, person_id, crop, landmarks, quality, source, created, flagged "
+                "FROM faces ORDER BY id"):
+            member = f"faces/{fid}.png"
+            zf.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), crop,
+                        compress_type=zipfile.ZIP_STORED)
+            faces.append({"id": fid, "person_id": pid, "file": member,
+                          "landmarks": json.loads(landmarks), "quality": quality,
+                          "source": source, "created": created, "flagged": bool(flagged)})
+        model_entries = []
+        model_ids = [r[0] for r in db.execute(
+            "SELECT DISTINCT model_id FROM embeddings ORDER BY model_id")]
+        for n, model_id in enumerate(model_ids):
+            rows = db.execute("SELECT face_id, dim, vector FROM embeddings "
+                              "WHERE model_id = ? ORDER BY face_id", [model_id]).fetchall()
+            dims = {r[1] for r in rows}
+            if len(dims) != 1:
+                raise GalleryError(f"model {model_id!r} has embeddings of several sizes")
+            dim = dims.pop()
+            matrix = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), dim)
+            member = f"embeddings/{n}.npy"
+            zf.writestr(member, _npy_bytes(matrix.astype(np.float32)))
+            model_entries.append({"model_id": model_id, "dim": dim, "file": member,
+                                  "face_ids": [r[0] for r in rows]})
+            models[model_id] = len(rows)
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION,
+                    "gallery_schema": SCHEMA_VERSION, "created": _fmt_time(utc_now()),
+                    "people": people, "faces": faces, "embeddings": model_entries}
+        zf.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+    return len(people), len(faces), models
+
+
+def export_gallery(gallery: Gallery, path: str | os.PathLike,
+                   passphrase: str | bytes | None = None) -> ExportSummary:
+    """Write every person, face crop and embedding to one file (replacing it
+    atomically; owner-only). With a passphrase it is encrypted."""
+    path = Path(path)
+    if passphrase is not None:
+        _passphrase_bytes(passphrase)  # refuse an empty one before doing any work
+    counts: list = []
+
+    def write(f) -> None:
+        if passphrase is None:
+            counts.append(_write_zip(gallery, f))
+        else:
+            buf = io.BytesIO()
+            counts.append(_write_zip(gallery, buf))
+            _encrypt(buf.getbuffer(), passphrase, f)
+
+    try:
+        write_private_file(path, write)
+    except OSError as exc:
+        raise ArchiveError(f"the export {path} could not be written: {exc.strerror or exc}") \
+            from exc
+    people, faces, models = counts[0]
+    return ExportSummary(path=path, people=people, faces=faces, models=models,
+                         encrypted=passphrase is not None)
+
+
+# ---------------------------------------------------------------------------- import
+
+@dataclass
+class _Face:
+    id: int
+    person_id: int
+    crop: bytes
+    landmarks: str
+    quality: float
+    source: str
+    created: str
+    flagged: bool
+
+
+def _fail(message: str) -> ArchiveError:
+    return ArchiveError(f"the export is damaged or not a faceapp export: {message}; "
+                        "nothing was imported")
+
+
+def _want(cond: bool, message: str) -> None:
+    if not cond:
+        raise _fail(message)
+
+
+def _time_text(value, what: str) -> str:
+    _want(isinstance(value, str), f"{what} has no valid time")
+    try:
+        _parse_time(value)
+    except ValueError:
+        raise _fail(f"{what} has an invalid time {value!r}") from None
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _member(zf: zipfile.ZipFile, name: str, limit: int = MAX_MEMBER) -> bytes:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise _fail(f"{name} is missing") from None
+    _want(info.file_size <= limit, f"{name} is too large")
+    return zf.read(info)
+
+
+def _open_archive(data: bytes, passphrase) -> bytes:
+    if data.startswith(ENC_MAGIC):
+        if passphrase is None:
+            raise WrongPassphrase("this export is encrypted: a passphrase is needed")
+        return _decrypt(data, passphrase)
+    if not data.startswith(b"PK\x03\x04"):
+        raise ArchiveError("this file is not a faceapp gallery export")
+    return data
+
+
+def _load(data: bytes) -> tuple[list[dict], list[_Face], list[tuple[str, list[int], np.ndarray]]]:
+    """Parse and check the whole archive; nothing is written yet."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        bad = zf.testzip()  # every member's CRC
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
+        raise _fail(str(exc)) from None
+    _want(bad is None, f"{bad} is corrupt")
+    with zf:
+        try:
+            manifest = json.loads(_member(zf, MANIFEST, MAX_MANIFEST).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _fail(f"{MANIFEST} is unreadable ({exc})") from None
+        _want(isinstance(manifest, dict) and manifest.get("format") == FORMAT,
+              "it has no faceapp manifest")
+        version = manifest.get("version")
+        _want(_is_int(version), "the format version is missing")
+        if version > FORMAT_VERSION:
+            raise ArchiveError(f"this export has format version {version}; this faceapp "
+                               f"reads up to {FORMAT_VERSION}: update faceapp to import it")
+
+        people = manifest.get("people")
+        _want(isinstance(people, list), "the people list is missing")
+        person_ids: set[int] = set()
+        for p in people:
+            _want(isinstance(p, dict) and _is_int(p.get("id")), "a person has no id")
+            _want(p["id"] not in person_ids, f"person {p['id']} is listed twice")
+            person_ids.add(p["id"])
+            try:
+                p["name"] = normalize_name(p.get("name"))
+            except (TypeError, ValueError) as exc:
+                raise _fail(f"person {p['id']} has an invalid name ({exc})") from None
+            p["created"] = _time_text(p.get("created"), f"person {p['id']}")
+            p["notes"] = p.get("notes") or ""
+            _want(isinstance(p["notes"], str), f"person {p['id']} has invalid notes")
+
+        faces = []
+        face_ids: set[int] = set()
+        for f in manifest.get("faces") or []:
+            _want(isinstance(f, dict) and _is_int(f.get("id")), "a face has no id")
+            fid = f["id"]
+            _want(fid not in face_ids, f"face {fid} is listed twice")
+            face_ids.add(fid)
+            _want(f.get("person_id") in person_ids, f"face {fid} belongs to no listed person")
+            try:
+                landmarks = _landmarks_json(_check_landmarks(f.get("landmarks")))
+                quality = float(f.get("quality"))
+            except (TypeError, ValueError) as exc:
+                raise _fail(f"face {fid}: {exc}") from None
+            _want(math.isfinite(quality), f"face {fid} has an invalid quality")
+            _want(isinstance(f.get("source", ""), str), f"face {fid} has an invalid source")
+            _want(isinstance(f.get("file"), str), f"face {fid} has no crop")
+            crop = _member(zf, f["file"])
+            try:
+                decode_crop(crop)
+            except ValueError:
+                raise _fail(f"the crop of face {fid} is not a readable image") from None
+            faces.append(_Face(id=fid, person_id=f["person_id"], crop=crop, landmarks=landmarks,
+                               quality=quality, source=f.get("source", ""),
+                               created=_time_text(f.get("created"), f"face {fid}"),
+                               flagged=bool(f.get("flagged", False))))
+
+        models = []
+        seen_models: set[str] = set()
+        for e in manifest.get("embeddings") or []:
+            _want(isinstance(e, dict), "an embeddings entry is invalid")
+            try:
+                model_id = _check_model_id(e.get("model_id"))
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+            _want(model_id not in seen_models, f"model {model_id!r} is listed twice")
+            seen_models.add(model_id)
+            ids = e.get("face_ids")
+            _want(isinstance(ids, list) and all(_is_int(i) and i in face_ids for i in ids)
+                  and len(set(ids)) == len(ids), f"model {model_id!r}: invalid face ids")
+            _want(isinstance(e.get("file"), str), f"model {model_id!r} has no data")
+            try:
+                matrix = np.load(io.BytesIO(_member(zf, e["file"])), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise _fail(f"the embeddings of {model_id!r} are unreadable ({exc})") from None
+            _want(matrix.dtype == np.float32 and matrix.ndim == 2
+                  and matrix.shape[0] == len(ids) and matrix.shape[1] == e.get("dim"),
+                  f"the embeddings of {model_id!r} have the wrong shape {matrix.shape}")
+            try:
+                matrix = _as_matrix(matrix, len(ids), model_id)
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+            models.append((model_id, ids, matrix))
+    return people, faces, models
+
+
+def _free_name(gallery: Gallery, db, name: str) -> str:
+    n = 2
+    while True:
+        candidate = f"{name} ({n})"
+        if gallery._find_id(db, candidate) is None:
+            return candidate
+        n += 1
+
+
+def import_gallery(gallery: Gallery, path: str | os.PathLike,
+                   passphrase: str | bytes | None = None,
+                   on_conflict: str = "merge") -> ImportReport:
+    """Add the people, faces and embeddings of an export to the gallery, in one
+    transaction. A person whose name is already in the gallery is merged into it
+    (on_conflict="merge"; crops that person already had before this import are
+    skipped, so importing twice adds nothing) or added as "Name (2)" (on_conflict="rename")."""
+    if on_conflict not in ON_CONFLICT:
+        raise ValueError(f"on_conflict is one of {ON_CONFLICT}, not {on_conflict!r}")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArchiveError(f"the export {path} cannot be read: {exc.strerror or exc}") from exc
+    people, faces, models = _load(_open_archive(data, passphrase))
+
+    report = ImportReport()
+    by_person: dict[int, list[_Face]] = {}
+    for f in faces:
+        by_person.setdefault(f.person_id, []).append(f)
+    new_face_id: dict[int, int] = {}
+    with gallery._write() as db:
+        for p in people:
+            target = gallery._find_id(db, p["name"])
+            if target is None:
+                target = gallery._insert_person(db, p["name"], p["notes"], p["created"])
+                report.people_added += 1
+            elif on_conflict == "rename":
+                new_name = _free_name(gallery, db, p["name"])
+                target = gallery._insert_person(db, new_name, p["notes"], p["created"])
+                report.renamed[p["name"]] = new_name
+                report.people_added += 1
+            else:
+                report.people_merged += 1
+            existing = {hashlib.sha256(r[0]).digest() for r in db.execute(
+                "SELECT crop FROM faces WHERE person_id = ?", [target])}
+            rows, sources = [], []
+            for f in by_person.get(p["id"], []):
+                digest = hashlib.sha256(f.crop).digest()
+                if digest in existing:
+                    report.faces_skipped += 1
+                    continue
+                rows.append({"crop": f.crop, "landmarks": f.landmarks, "quality": f.quality,
+                             "source": f.source, "created": f.created,
+                             "flagged": int(f.flagged)})
+                sources.append(f.id)
+            for old, new in zip(sources, gallery._insert_faces(db, target, rows, {})):
+                new_face_id[old] = new
+            report.faces_added += len(rows)
+        for model_id, ids, matrix in models:
+            keep = [i for i, fid in enumerate(ids) if fid in new_face_id]
+            if not keep:
+                continue
+            gallery._check_dim(db, model_id, matrix.shape[1])
+            db.conn.executemany(
+                "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
+                [(new_face_id[ids[i]], model_id, matrix.shape[1], matrix[i].tobytes())
+                 for i in keep])
+            report.embeddings_added += len(keep)
+    return report
+

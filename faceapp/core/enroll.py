@@ -1,0 +1,190 @@
+"""Enrollment: photos -> checked, aligned, embedded samples in the gallery.
+
+A sample is kept on the gallery's wide canvas with its landmarks (align.storage_crop),
+and embedded from that canvas, so re-embedding later with any model gives the same
+vectors as enrolling afresh would.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .align import align_faces, storage_crop
+from .detect import Face
+from .embed import Embedder
+from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image
+from .quality import ENROLLMENT, Quality, QualityPolicy, assess
+
+Progress = Callable[[int, int, str], None]  # (done, total, current item)
+Cancelled = Callable[[], bool]
+
+
+class EnrollError(ValueError):
+    """This photo cannot give a sample; the message says why."""
+
+
+@dataclass
+class PreparedSample:
+    crop: np.ndarray  # storage canvas, 256 x 256 x 3 uint8 RGB
+    landmarks: np.ndarray  # 5 x 2 inside the canvas
+    quality: Quality
+    source: str
+    face: Face
+
+
+@dataclass
+class ImportReport:
+    people: dict[str, int] = field(default_factory=dict)  # name -> samples added
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    cancelled: bool = False
+
+    @property
+    def added(self) -> int:
+        return sum(self.people.values())
+
+
+def pick_subject(faces: list[Face]) -> Face:
+    """The face a portrait is of: the largest, if it clearly dominates."""
+    if not faces:
+        raise EnrollError("no face found")
+    ordered = sorted(faces, key=lambda f: f.width * f.height, reverse=True)
+    if len(ordered) > 1 and ordered[1].width > 0.8 * ordered[0].width:
+        raise EnrollError(f"{len(faces)} faces of similar size: use a photo of one person")
+    return ordered[0]
+
+
+def embed_samples(embedder: Embedder, samples) -> np.ndarray:
+    """Embeddings of stored samples, cut from their canvas with the model's template."""
+    if not samples:
+        return np.zeros((0, embedder.dim), np.float32)
+    crops = np.concatenate([align_faces(s.crop, [s.landmarks], embedder.template)
+                            for s in samples])
+    return embedder.embed(crops)
+
+
+class Enroller:
+    def __init__(self, pipeline, gallery, policy: QualityPolicy = ENROLLMENT):
+        self.pipeline = pipeline
+        self.gallery = gallery
+        self.policy = policy
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.pipeline.embedder
+
+    def prepare(self, image: np.ndarray, source: str, face: Face | None = None) -> PreparedSample:
+        """Check one face (the photo's subject unless given) and put it on the canvas."""
+        image = as_rgb8(image)
+        if face is None:
+            face = pick_subject(self.pipeline.detector.detect(image))
+        crop, landmarks = storage_crop(image, face.landmarks)
+        model_crop = align_faces(crop, [landmarks], self.embedder.template)[0]
+        quality = assess(face, model_crop, self.policy)
+        if not quality.ok:
+            raise EnrollError("; ".join(quality.reasons))
+        return PreparedSample(crop, landmarks, quality, source, face)
+
+    def prepare_file(self, path: str | os.PathLike) -> PreparedSample:
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            raise EnrollError(str(exc).split(": ", 1)[-1]) from None
+        return self.prepare(image, str(path))
+
+    def save(self, person: str | int, samples: list[PreparedSample]) -> tuple[int, list[int]]:
+        """Store samples for a person (created if new) in one transaction."""
+        from .gallery import FaceSample
+
+        vectors = embed_samples(self.embedder, samples)
+        records = [FaceSample(crop=s.crop, landmarks=s.landmarks, quality=s.quality.score,
+                              source=s.source) for s in samples]
+        return self.gallery.enroll(person, records, {self.embedder.model_id: vectors})
+
+    def enroll_photos(self, person: str | int, paths, progress: Progress | None = None,
+                      cancelled: Cancelled | None = None) -> ImportReport:
+        report = ImportReport()
+        samples = []
+        paths = [Path(p) for p in paths]
+        for done, path in enumerate(paths):
+            if cancelled and cancelled():
+                report.cancelled = True
+                return report
+            if progress:
+                progress(done, len(paths), str(path))
+            try:
+                samples.append(self.prepare_file(path))
+            except EnrollError as exc:
+                report.skipped.append((str(path), str(exc)))
+        if samples:
+            person_id, _ = self.save(person, samples)
+            report.people[self._name(person, person_id)] = len(samples)
+        if progress:
+            progress(len(paths), len(paths), "")
+        return report
+
+    def _name(self, person, person_id: int) -> str:
+        return person if isinstance(person, str) else self.gallery.person(person_id).name
+
+    def import_folder(self, root: str | os.PathLike, progress: Progress | None = None,
+                      cancelled: Cancelled | None = None) -> ImportReport:
+        """One sub-folder per person; each person is stored in one transaction."""
+        root = Path(root)
+        if not root.is_dir():
+            raise EnrollError(f"{root} is not a folder")
+        people = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                  for d in sorted(root.iterdir()) if d.is_dir()}
+        report = ImportReport()
+        for d in sorted(root.iterdir()):
+            if d.is_file():
+                report.skipped.append((str(d), "not in a person's sub-folder"))
+        total = sum(len(p) for p in people.values())
+        done = 0
+        for name, paths in people.items():
+            if not paths:
+                report.skipped.append((str(root / name), "no photos in this folder"))
+                continue
+            existing = self.gallery.find_person(name)
+            # a re-run (after a crash or cancel) adds only what is not there yet
+            known = {f.source for f in self.gallery.faces(existing.id)} if existing else set()
+            samples = []
+            for path in paths:
+                if str(path) in known:
+                    done += 1
+                    report.skipped.append((str(path), "already in the gallery"))
+                    continue
+                if cancelled and cancelled():
+                    report.cancelled = True
+                    return report
+                if progress:
+                    progress(done, total, str(path))
+                done += 1
+                try:
+                    samples.append(self.prepare_file(path))
+                except EnrollError as exc:
+                    report.skipped.append((str(path), str(exc)))
+            if samples:
+                self.save(name, samples)
+                report.people[name] = len(samples)
+        if progress:
+            progress(total, total, "")
+        return report
+
+    def reembed(self, progress: Progress | None = None, cancelled: Cancelled | None = None,
+                batch: int = 64) -> int:
+        """Embed every stored face the active model has no vector for yet."""
+        missing = self.gallery.faces_missing_embeddings(self.embedder.model_id)
+        for start in range(0, len(missing), batch):
+            if cancelled and cancelled():
+                break
+            ids = missing[start:start + batch]
+            samples = [self.gallery.face_sample(face_id) for face_id in ids]
+            vectors = embed_samples(self.embedder, samples)
+            self.gallery.set_embeddings(self.embedder.model_id, dict(zip(ids, vectors)))
+            if progress:
+                progress(min(start + batch, len(missing)), len(missing), "")
+        return len(missing)

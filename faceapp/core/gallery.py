@@ -1,0 +1,1128 @@
+"""The gallery: one SQLite file holding people, their face samples, embeddings and
+recognition events.
+
+Face templates are biometric data. The file is created owner-only (0600) before
+SQLite ever touches it; SQLite gives its -wal and -shm files the mode of the
+database file, and backups are created 0600 too. Deleted rows are overwritten
+(``secure_delete``). Nothing here talks to the network.
+
+Layout (schema version 2)::
+
+    meta(key, value)              app id, schema_version, created, data_version
+    people(id, name, name_key, created, updated, notes)
+    faces(id, person_id -> people ON DELETE CASCADE, crop PNG, landmarks JSON 5x2,
+          quality, source, created, flagged)
+    embeddings(face_id -> faces ON DELETE CASCADE, model_id, dim, vector f32 blob)
+    events(id, time, person_id -> people ON DELETE SET NULL, score, source,
+           thumbnail JPEG, name)
+
+``name_key`` is the name folded for comparison (NFKC + casefold), so names are
+unique case-insensitively, accents and all. Times are ISO 8601 UTC strings with a
+fixed width (``2024-05-01T12:34:56.000000Z``) so that text order is time order.
+
+Opening a file never changes it unless it is recognised as a gallery this code can
+use: random bytes, a truncated file, another program's SQLite database and a
+gallery written by a newer faceapp are refused with GalleryError before any write.
+An older gallery is first copied to ``<name>.v<old>.bak`` and then migrated in one
+transaction by the functions in MIGRATIONS, the only place schema changes live.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so a killed process leaves
+each enrollment either whole or absent; WAL lets other processes read meanwhile.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sqlite3
+import stat
+import tempfile
+import threading
+import unicodedata
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import sqlite_utils
+
+if not hasattr(sqlite_utils.Database, "atomic"):  # pragma: no cover
+    # before 4.0, sqlite-utils' insert/update/delete committed any open transaction,
+    # which would split an enrollment into several
+    raise ImportError("faceapp's gallery needs sqlite-utils 4.0 or later")
+
+APP_ID = "faceapp-gallery"
+SQLITE_APPLICATION_ID = 0x46414347  # "FACG" in the file header, for file(1) and friends
+DEFAULT_TIMEOUT = 10.0
+MAX_NAME_LENGTH = 200
+MAX_MODEL_ID_LENGTH = 200
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+# --------------------------------------------------------------------------- errors
+
+class GalleryError(Exception):
+    """The gallery file cannot be used or an operation on it failed; the message says why."""
+
+
+class GalleryLocked(GalleryError):
+    """Another program held the gallery locked for longer than the timeout."""
+
+
+class NotFound(GalleryError, LookupError):
+    """No person / face / event with that id."""
+
+
+class NameTaken(GalleryError, ValueError):
+    """Another person already has that name (names are compared case-insensitively)."""
+
+
+# -------------------------------------------------------------------------- records
+
+@dataclass(eq=False)
+class FaceSample:
+    """One face to enroll: the crop (H x W x 3 uint8 RGB), the five landmarks inside
+    it (5 x 2 float, x/y pixels: eyes, nose, mouth corners), a quality score and
+    where it came from (a file name, "camera", ...)."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+    quality: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class Person:
+    id: int
+    name: str
+    face_count: int
+    created: datetime
+    updated: datetime | None = None
+    notes: str = ""
+    flagged_count: int = 0
+
+
+@dataclass(eq=False)
+class FaceRecord:
+    id: int
+    person_id: int
+    landmarks: np.ndarray  # float32 (5, 2), in crop coordinates
+    quality: float
+    source: str
+    created: datetime
+    flagged: bool
+
+
+@dataclass
+class Event:
+    id: int
+    time: datetime  # aware, UTC
+    person_id: int | None  # None: unknown face, or the person was deleted since
+    name: str | None  # the name at the time; None: nobody was recognised
+    score: float | None
+    source: str
+    has_thumbnail: bool
+
+
+# ------------------------------------------------------------------------ schema v2
+
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE people (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    created  TEXT NOT NULL,
+    updated  TEXT NOT NULL,
+    notes    TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE faces (
+    id        INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    crop      BLOB NOT NULL,
+    landmarks TEXT NOT NULL,
+    quality   REAL NOT NULL,
+    source    TEXT NOT NULL DEFAULT '',
+    created   TEXT NOT NULL,
+    flagged   INTEGER NOT NULL DEFAULT 0 CHECK (flagged IN (0, 1))
+);
+CREATE INDEX faces_person ON faces(person_id);
+CREATE TABLE embeddings (
+    face_id  INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    dim      INTEGER NOT NULL CHECK (dim > 0),
+    vector   BLOB NOT NULL CHECK (length(vector) = 4 * dim),
+    PRIMARY KEY (face_id, model_id)
+);
+CREATE INDEX embeddings_model ON embeddings(model_id);
+CREATE TABLE events (
+    id        INTEGER PRIMARY KEY,
+    time      TEXT NOT NULL,
+    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
+    score     REAL,
+    source    TEXT NOT NULL DEFAULT '',
+    thumbnail BLOB,
+    name      TEXT
+);
+CREATE INDEX events_time ON events(time);
+CREATE INDEX events_person ON events(person_id, time);
+CREATE INDEX events_unknown ON events(time) WHERE name IS NULL;
+"""
+
+
+def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
+    """v2: faces can be flagged ("this was not X"), events keep the name at the time."""
+    if "flagged" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0 "
+                   "CHECK (flagged IN (0, 1))")
+    if "name" not in db["events"].columns_dict:
+        db.execute("ALTER TABLE events ADD COLUMN name TEXT")
+    db.execute("UPDATE events SET name = (SELECT people.name FROM people "
+               "WHERE people.id = events.person_id) WHERE name IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS events_unknown ON events(time) WHERE name IS NULL")
+    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('data_version', '0')")
+
+
+# MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
+# transaction with foreign keys off (so a later one may rebuild a table); the
+# foreign keys are checked before the commit.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1_to_2,
+]
+assert len(MIGRATIONS) + 1 == SCHEMA_VERSION
+
+
+# -------------------------------------------------------------------------- helpers
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fmt_time(t: datetime) -> str:
+    # a naive datetime is local time, as everywhere in Python
+    return t.astimezone(timezone.utc).strftime(_TIME_FORMAT)
+
+
+def _parse_time(s: str | None) -> datetime | None:
+    if s is None:
+        return None
+    return datetime.strptime(s, _TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def normalize_name(name: str) -> str:
+    """The name as stored: NFC, surrounding and repeated white space removed."""
+    if not isinstance(name, str):
+        raise TypeError(f"a name is a str, got {type(name).__name__}")
+    clean = " ".join(unicodedata.normalize("NFC", name).split())
+    if not clean:
+        raise ValueError("a name cannot be empty")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise ValueError(f"a name is at most {MAX_NAME_LENGTH} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in clean):
+        raise ValueError(f"the name {clean!r} contains control characters")
+    return clean
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by: "ÉMILE" and "émile" are the same person."""
+    return unicodedata.normalize("NFKC", normalize_name(name)).casefold()
+
+
+def _check_id(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"a {what} id is an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _check_model_id(model_id: str) -> str:
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise ValueError("a model id is a non-empty str")
+    if len(model_id) > MAX_MODEL_ID_LENGTH:
+        raise ValueError(f"a model id is at most {MAX_MODEL_ID_LENGTH} characters")
+    return model_id
+
+
+def _check_landmarks(landmarks) -> np.ndarray:
+    arr = np.asarray(landmarks, dtype=np.float64)
+    if arr.size != 10:
+        raise ValueError(f"landmarks are 5 x 2, got shape {np.shape(landmarks)}")
+    arr = arr.reshape(5, 2)
+    if not np.isfinite(arr).all():
+        raise ValueError("landmarks must be finite")
+    return arr
+
+
+def encode_crop(crop: np.ndarray) -> bytes:
+    """H x W x 3 uint8 RGB -> PNG bytes (lossless)."""
+    if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 \
+            or crop.shape[2] != 3 or crop.shape[0] < 1 or crop.shape[1] < 1:
+        shape = getattr(crop, "shape", None)
+        dtype = getattr(crop, "dtype", type(crop).__name__)
+        raise ValueError(f"a face crop is an H x W x 3 uint8 RGB array, got {shape} {dtype}")
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]))
+    if not ok:
+        raise ValueError("the face crop could not be encoded as PNG")
+    return png.tobytes()
+
+
+def decode_crop(png: bytes) -> np.ndarray:
+    """PNG bytes -> H x W x 3 uint8 RGB; ValueError if they are not a colour image."""
+    arr = np.frombuffer(png, dtype=np.uint8)
+    bgr = cv2.imdecode(arr, cv2.IMREAD_COLOR) if arr.size else None
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ValueError("the stored face crop is not a readable image")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _landmarks_json(arr: np.ndarray) -> str:
+    return json.dumps([[float(x), float(y)] for x, y in arr])
+
+
+def _landmarks_from_json(text: str) -> np.ndarray:
+    return np.asarray(json.loads(text), dtype=np.float32).reshape(5, 2)
+
+
+def _check_quality(quality) -> float:
+    q = float(quality)
+    if not math.isfinite(q):
+        raise ValueError("a quality score must be finite")
+    return q
+
+
+def _as_matrix(values, rows: int | None, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim == 1 and rows in (None, 1):
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(f"{what}: embeddings are N x D, got shape {np.shape(values)}")
+    if rows is not None and arr.shape[0] != rows:
+        raise ValueError(f"{what}: {arr.shape[0]} embeddings for {rows} faces")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{what}: embeddings must be numbers, got {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype="<f4")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what}: embeddings must be finite")
+    return arr
+
+
+def _uri(path: Path, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"file:{urllib.parse.quote(str(path.absolute()))}?{query}"
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty file readable by its owner only, failing if it exists."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sqlite_message(path: Path, exc: sqlite3.Error, timeout: float) -> GalleryError:
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return GalleryLocked(f"the gallery {path} is locked by another program "
+                             f"(waited {timeout:g} s); close the other program or try again")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return GalleryError(f"the gallery {path} refused the change: {text}")
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return GalleryError(f"the gallery {path} is damaged ({text}); restore it from an "
+                            "export or a backup")
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) \
+            and not isinstance(exc, sqlite3.ProgrammingError):
+        return GalleryError(f"the gallery {path} is damaged ({text})")
+    return GalleryError(f"the gallery {path} could not be used: {text}")
+
+
+@contextmanager
+def _translated(path: Path, timeout: float) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise _sqlite_message(path, exc, timeout) from exc
+
+
+# ------------------------------------------------------------------ file inspection
+
+@dataclass
+class _FileState:
+    empty: bool  # nothing in it yet: becomes a new gallery
+    version: int | None = None
+
+
+def _read_header(path: Path) -> tuple[bytes, int]:
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        return f.read(100), st.st_size
+
+
+def _check_header(path: Path, header: bytes, size: int) -> None:
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise GalleryError(f"{path} is not a faceapp gallery: it is not an SQLite "
+                           "database (damaged, or another kind of file)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise GalleryError(f"the gallery {path} is damaged: its header is invalid")
+    if size % page_size:
+        raise GalleryError(f"the gallery {path} is damaged: it is truncated "
+                           f"({size} bytes is not a whole number of {page_size}-byte pages)")
+    pages = int.from_bytes(header[28:32], "big")
+    if header[24:28] == header[92:96] and pages * page_size > size:
+        raise GalleryError(f"the gallery {path} is damaged: it is truncated "
+                           f"({size} of {pages * page_size} bytes)")
+
+
+def _read_meta(db: sqlite_utils.Database, path: Path) -> int | None:
+    """The schema version of a gallery; None for a database with nothing in it.
+    Raises GalleryError for anything that is not a gallery this code can open."""
+    tables = db.table_names()
+    if not tables and not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        return None
+    if "meta" not in tables:
+        listed = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
+        raise GalleryError(f"{path} is not a faceapp gallery: it is another program's SQLite "
+                           f"database (tables: {listed or 'none'})")
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError as exc:
+        raise GalleryError(f"{path} is not a faceapp gallery: its meta table is "
+                           f"unreadable ({exc})") from exc
+    if meta.get("app") != APP_ID:
+        raise GalleryError(f"{path} is not a faceapp gallery: it belongs to "
+                           f"{meta.get('app') or 'another program'!r}")
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise GalleryError(f"the gallery {path} is damaged: its schema version "
+                           f"{meta.get('schema_version')!r} is not a number") from None
+    if version > SCHEMA_VERSION:
+        raise GalleryError(f"the gallery {path} was written by a newer faceapp (schema "
+                           f"version {version}; this version reads up to {SCHEMA_VERSION}); "
+                           "update faceapp to open it")
+    if version < 1:
+        raise GalleryError(f"the gallery {path} is damaged: schema version {version}")
+    return version
+
+
+def _inspect(path: Path, timeout: float) -> _FileState:
+    """Look at an existing file without changing it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return _FileState(empty=True)
+    except OSError as exc:
+        raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise GalleryError(f"{path} is not a file")
+    try:
+        header, size = _read_header(path)
+    except OSError as exc:
+        raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
+    if size == 0:
+        return _FileState(empty=True)
+    _check_header(path, header, size)
+
+    sidecars = [Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal")]
+    quiet = not any(p.exists() for p in sidecars)
+    # A file that no one has open is read as immutable: SQLite then creates no -wal
+    # or -shm beside it. If it changed meanwhile, it is read again the normal way.
+    attempts = [("immutable", "1"), ("mode", "ro")] if quiet else [("mode", "ro")]
+    for n, (key, value) in enumerate(attempts):
+        try:
+            conn = sqlite3.connect(_uri(path, **{key: value}), uri=True, timeout=timeout,
+                                   isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _sqlite_message(path, exc, timeout) from exc
+        try:
+            db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise GalleryError(f"the gallery {path} is damaged ({check}); restore it "
+                                   "from an export or a backup")
+            return _FileState(empty=False, version=_read_meta(db, path))
+        except sqlite3.Error as exc:
+            changed = False
+            try:
+                st2 = os.stat(path)
+                changed = (st2.st_size, st2.st_mtime_ns) != (st.st_size, st.st_mtime_ns) \
+                    or any(p.exists() for p in sidecars)
+            except OSError:
+                pass
+            if n + 1 < len(attempts) and changed:
+                continue
+            raise _sqlite_message(path, exc, timeout) from exc
+        finally:
+            conn.close()
+    raise AssertionError("unreachable")
+
+
+def _backup_path(path: Path, version: int) -> Path:
+    candidate = path.with_name(f"{path.name}.v{version}.bak")
+    n = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.v{version}.{n}.bak")
+        n += 1
+    return candidate
+
+
+# --------------------------------------------------------------------------- gallery
+
+class Gallery:
+    """One gallery file. Thread-safe (one connection behind a lock); several
+    processes may open the same file."""
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT):
+        self._path = Path(path)
+        self._timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._db: sqlite_utils.Database | None = None
+        self.last_backup: Path | None = None  # the copy made before a migration, if any
+
+        state = _inspect(self._path, self._timeout)
+        if state.empty:
+            try:
+                if not self._path.exists():
+                    create_private_file(self._path)
+                elif stat.S_IMODE(os.stat(self._path).st_mode) & 0o077:
+                    # an empty file someone prepared: owner-only before any data goes in
+                    os.chmod(self._path, 0o600)
+            except FileExistsError:
+                state = _inspect(self._path, self._timeout)
+            except OSError as exc:
+                raise GalleryError(f"the gallery {self._path} cannot be created: "
+                                   f"{exc.strerror}") from exc
+        try:
+            # mode=rw: SQLite never creates the file itself (it would be 0644)
+            conn = sqlite3.connect(_uri(self._path, mode="rw"), uri=True, timeout=self._timeout,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _sqlite_message(self._path, exc, self._timeout) from exc
+        try:
+            with _translated(self._path, self._timeout):
+                self._conn = conn
+                self._db = sqlite_utils.Database(conn, execute_plugins=False,
+                                                 recursive_triggers=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+                conn.execute("PRAGMA secure_delete = ON")
+                if state.version is not None and state.version < SCHEMA_VERSION:
+                    self._migrate(state.version)
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if mode.lower() != "wal":
+                        raise GalleryError(f"the gallery {self._path} cannot use WAL mode "
+                                           f"(got {mode})")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA journal_size_limit = 67108864")
+                if state.version is None:
+                    self._initialize()
+        except BaseException:
+            self._conn = self._db = None
+            conn.close()
+            raise
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT) -> Gallery:
+        return cls(path, timeout=timeout)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn, self._db = self._conn, None, None
+            if conn is not None:
+                try:
+                    conn.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+                conn.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Gallery({str(self._path)!r}{', closed' if self.closed else ''})"
+
+    # ---------------------------------------------------------------- transactions
+
+    def _require(self) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
+        if self._conn is None or self._db is None:
+            raise GalleryError(f"the gallery {self._path} is closed")
+        return self._conn, self._db
+
+    @contextmanager
+    def _write(self, *, bump: bool = True) -> Iterator[sqlite_utils.Database]:
+        """One write transaction. bump: the change concerns people, faces or
+        embeddings, so in-memory indices must rebuild (events do not bump)."""
+        with self._lock:
+            conn, db = self._require()
+            with _translated(self._path, self._timeout):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    if bump:
+                        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                                     "WHERE key = 'data_version'")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite_utils.Database]:
+        """A read transaction: every query in it sees the same snapshot."""
+        with self._lock:
+            conn, db = self._require()
+            with _translated(self._path, self._timeout):
+                if conn.in_transaction:  # inside a _write of this thread
+                    yield db
+                    return
+                conn.execute("BEGIN")
+                try:
+                    yield db
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Gallery]:
+        """Reads inside this block all see the same committed state, e.g.
+        ``with g.snapshot(): v = g.data_version(); ids, pids, m = g.embeddings(model)``.
+        Other processes go on writing meanwhile (WAL); this one must not write in it."""
+        with self._read():
+            yield self
+
+    def _initialize(self) -> None:
+        conn, db = self._require()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have set the file up since it was inspected
+            version = _read_meta(db, self._path)
+            if version is None:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                db["meta"].insert_all([
+                    {"key": "app", "value": APP_ID},
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "created", "value": _fmt_time(utc_now())},
+                    {"key": "data_version", "value": "0"},
+                ])
+                conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if version is not None and version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        conn, db = self._require()
+        backup = _backup_path(self._path, version)
+        try:
+            create_private_file(backup)
+            dest = sqlite3.connect(_uri(backup, mode="rw"), uri=True)
+            try:
+                conn.backup(dest)
+            finally:
+                dest.close()
+            fsync_dir(backup.parent)
+        except (OSError, sqlite3.Error) as exc:
+            raise GalleryError(f"the gallery {self._path} needs an upgrade but its backup "
+                               f"{backup} could not be written ({exc}); nothing was changed") \
+                from exc
+        self.last_backup = backup
+        conn.execute("PRAGMA foreign_keys = OFF")  # no-op inside a transaction
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = _read_meta(db, self._path)  # another process may have migrated it
+            for step in range(current, SCHEMA_VERSION):
+                MIGRATIONS[step - 1](db)
+            bad = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if bad:
+                raise GalleryError(f"the gallery {self._path} could not be upgraded: "
+                                   f"{len(bad)} broken references; it was left at version "
+                                   f"{current}, a copy is at {backup}")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                       [str(SCHEMA_VERSION)])
+            conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+    # --------------------------------------------------------------------- meta
+
+    def schema_version(self) -> int:
+        with self._read() as db:
+            return int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+                       .fetchone()[0])
+
+    def data_version(self) -> int:
+        """A counter that grows with every committed change to people, faces or
+        embeddings, by any process (events do not count). An in-memory index keeps
+        the value it was built at and rebuilds when this differs."""
+        with self._read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+            return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------- people
+
+    @staticmethod
+    def _person_row(row) -> Person:
+        return Person(id=row[0], name=row[1], created=_parse_time(row[2]),
+                      updated=_parse_time(row[3]), notes=row[4], face_count=row[5] or 0,
+                      flagged_count=row[6] or 0)
+
+    _PERSON_SQL = ("SELECT p.id, p.name, p.created, p.updated, p.notes, count(f.id), "
+                   "coalesce(sum(f.flagged), 0) FROM people p "
+                   "LEFT JOIN faces f ON f.person_id = p.id ")
+
+    def _find_id(self, db: sqlite_utils.Database, name: str) -> int | None:
+        row = db.execute("SELECT id FROM people WHERE name_key = ?", [name_key(name)]).fetchone()
+        return row[0] if row else None
+
+    def _require_person(self, db: sqlite_utils.Database, person_id) -> int:
+        pid = _check_id(person_id, "person")
+        if db.execute("SELECT 1 FROM people WHERE id = ?", [pid]).fetchone() is None:
+            raise NotFound(f"no person with id {pid}")
+        return pid
+
+    def _insert_person(self, db: sqlite_utils.Database, name: str, notes: str = "",
+                       created: str | None = None) -> int:
+        clean = normalize_name(name)
+        if self._find_id(db, clean) is not None:
+            raise NameTaken(f"there is already a person named {clean!r}")
+        now = _fmt_time(utc_now())
+        return db["people"].insert({"name": clean, "name_key": name_key(clean),
+                                    "created": created or now, "updated": now,
+                                    "notes": notes}).last_pk
+
+    def add_person(self, name: str, notes: str = "") -> int:
+        with self._write() as db:
+            return self._insert_person(db, name, notes)
+
+    def rename_person(self, person_id: int, name: str) -> None:
+        """Past events keep the name they were recorded with."""
+        clean = normalize_name(name)
+        with self._write() as db:
+            pid = self._require_person(db, person_id)
+            other = self._find_id(db, clean)
+            if other is not None and other != pid:
+                raise NameTaken(f"there is already a person named {clean!r}")
+            db["people"].update(pid, {"name": clean, "name_key": name_key(clean),
+                                      "updated": _fmt_time(utc_now())})
+
+    def set_notes(self, person_id: int, notes: str) -> None:
+        if not isinstance(notes, str):
+            raise TypeError("notes are a str")
+        with self._write() as db:
+            pid = self._require_person(db, person_id)
+            db["people"].update(pid, {"notes": notes, "updated": _fmt_time(utc_now())})
+
+    def merge_people(self, keep_id: int, absorb_id: int) -> None:
+        """absorb_id's faces (with their embeddings) and events move to keep_id, its
+        notes are appended, and absorb_id is deleted."""
+        keep, absorb = _check_id(keep_id, "person"), _check_id(absorb_id, "person")
+        if keep == absorb:
+            raise ValueError("a person cannot be merged into itself")
+        with self._write() as db:
+            self._require_person(db, keep)
+            self._require_person(db, absorb)
+            db.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", [keep, absorb])
+            db.execute("UPDATE events SET person_id = ? WHERE person_id = ?", [keep, absorb])
+            notes = [r[0] for r in db.execute(
+                "SELECT notes FROM people WHERE id IN (?, ?) ORDER BY id = ? DESC",
+                [keep, absorb, keep])]
+            merged = "\n".join(n for n in notes if n)
+            db["people"].update(keep, {"notes": merged, "updated": _fmt_time(utc_now())})
+            db["people"].delete(absorb)
+
+    def delete_person(self, person_id: int) -> None:
+        """Deletes the person, their faces and embeddings; their events stay, with
+        the name they were recorded with and no person id."""
+        with self._write() as db:
+            pid = self._require_person(db, person_id)
+            db["people"].delete(pid)
+
+    def people(self) -> list[Person]:
+        with self._read() as db:
+            rows = db.execute(self._PERSON_SQL + "GROUP BY p.id ORDER BY p.name_key, p.id")
+            return [self._person_row(r) for r in rows]
+
+    def person(self, person_id: int) -> Person:
+        pid = _check_id(person_id, "person")
+        with self._read() as db:
+            row = db.execute(self._PERSON_SQL + "WHERE p.id = ? GROUP BY p.id", [pid]).fetchone()
+        if row is None:
+            raise NotFound(f"no person with id {pid}")
+        return self._person_row(row)
+
+    def find_person(self, name: str) -> Person | None:
+        """The person with this name (compared case-insensitively), or None."""
+        key = name_key(name)
+        with self._read() as db:
+            row = db.execute(self._PERSON_SQL + "WHERE p.name_key = ? GROUP BY p.id",
+                             [key]).fetchone()
+        return self._person_row(row) if row else None
+
+    # -------------------------------------------------------------------- faces
+
+    @staticmethod
+    def _prepare(samples: Sequence[FaceSample],
+                 embeddings: Mapping[str, np.ndarray] | None) -> tuple[list[dict], dict]:
+        """Encode and check everything before the transaction starts."""
+        if isinstance(samples, FaceSample):
+            samples = [samples]
+        rows = []
+        for i, s in enumerate(samples):
+            if not isinstance(s, FaceSample):
+                raise TypeError(f"sample {i} is a {type(s).__name__}, not a FaceSample")
+            if not isinstance(s.source, str):
+                raise TypeError(f"sample {i}: source is a str")
+            rows.append({"crop": encode_crop(s.crop),
+                         "landmarks": _landmarks_json(_check_landmarks(s.landmarks)),
+                         "quality": _check_quality(s.quality), "source": s.source})
+        vectors = {}
+        for model_id, matrix in (embeddings or {}).items():
+            vectors[_check_model_id(model_id)] = _as_matrix(matrix, len(rows), model_id)
+        return rows, vectors
+
+    def _check_dim(self, db: sqlite_utils.Database, model_id: str, dim: int) -> None:
+        row = db.execute("SELECT dim FROM embeddings WHERE model_id = ? AND dim != ? LIMIT 1",
+                         [model_id, dim]).fetchone()
+        if row is not None and row[0] != dim:
+            raise GalleryError(f"model {model_id!r} has {row[0]}-d embeddings in the gallery, "
+                               f"not {dim}-d; drop_embeddings({model_id!r}) first")
+
+    def _insert_faces(self, db: sqlite_utils.Database, person_id: int, rows: list[dict],
+                      vectors: dict[str, np.ndarray]) -> list[int]:
+        now = _fmt_time(utc_now())
+        face_ids = []
+        for row in rows:
+            record = {"person_id": person_id, "created": now, "flagged": 0, **row}
+            face_ids.append(db["faces"].insert(record).last_pk)
+        for model_id, matrix in vectors.items():
+            self._check_dim(db, model_id, matrix.shape[1])
+            db.conn.executemany(
+                "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
+                [(fid, model_id, matrix.shape[1], vec.tobytes())
+                 for fid, vec in zip(face_ids, matrix)])
+        if rows:
+            db["people"].update(person_id, {"updated": now})
+        return face_ids
+
+    def enroll(self, name_or_person_id: str | int, samples: Sequence[FaceSample],
+               embeddings: Mapping[str, np.ndarray] | None = None) -> tuple[int, list[int]]:
+        """Add faces (and their embeddings: model id -> N x D, one row per sample) to a
+        person, creating the person when the name is new. One transaction: after a
+        crash the person is there with all these faces, or none of it is."""
+        rows, vectors = self._prepare(samples, embeddings)
+        with self._write() as db:
+            if isinstance(name_or_person_id, str):
+                pid = self._find_id(db, name_or_person_id)
+                if pid is None:
+                    pid = self._insert_person(db, name_or_person_id)
+            else:
+                pid = self._require_person(db, name_or_person_id)
+            return pid, self._insert_faces(db, pid, rows, vectors)
+
+    def add_faces(self, person_id: int, samples: Sequence[FaceSample],
+                  embeddings: Mapping[str, np.ndarray] | None = None) -> list[int]:
+        rows, vectors = self._prepare(samples, embeddings)
+        with self._write() as db:
+            pid = self._require_person(db, person_id)
+            return self._insert_faces(db, pid, rows, vectors)
+
+    def _require_face(self, db: sqlite_utils.Database, face_id) -> int:
+        fid = _check_id(face_id, "face")
+        if db.execute("SELECT 1 FROM faces WHERE id = ?", [fid]).fetchone() is None:
+            raise NotFound(f"no face with id {fid}")
+        return fid
+
+    def remove_face(self, face_id: int) -> None:
+        with self._write() as db:
+            fid = self._require_face(db, face_id)
+            db["faces"].delete(fid)
+
+    def flag_face(self, face_id: int, flagged: bool = True) -> None:
+        """Mark a face as "this was not that person": it stays stored but its
+        embeddings are left out of embeddings()."""
+        with self._write() as db:
+            fid = self._require_face(db, face_id)
+            db["faces"].update(fid, {"flagged": int(bool(flagged))})
+
+    def faces(self, person_id: int) -> list[FaceRecord]:
+        with self._read() as db:
+            pid = self._require_person(db, person_id)
+            rows = db.execute("SELECT id, person_id, landmarks, quality, source, created, "
+                              "flagged FROM faces WHERE person_id = ? ORDER BY id", [pid])
+            return [FaceRecord(id=r[0], person_id=r[1], landmarks=_landmarks_from_json(r[2]),
+                               quality=r[3], source=r[4], created=_parse_time(r[5]),
+                               flagged=bool(r[6])) for r in rows]
+
+    def face_crop(self, face_id: int) -> np.ndarray:
+        fid = _check_id(face_id, "face")
+        with self._read() as db:
+            row = db.execute("SELECT crop FROM faces WHERE id = ?", [fid]).fetchone()
+        if row is None:
+            raise NotFound(f"no face with id {fid}")
+        try:
+            return decode_crop(row[0])
+        except ValueError as exc:
+            raise GalleryError(f"face {fid} in {self._path} is damaged: {exc}") from None
+
+    def face_sample(self, face_id: int) -> FaceSample:
+        fid = _check_id(face_id, "face")
+        with self._read() as db:
+            row = db.execute("SELECT crop, landmarks, quality, source FROM faces WHERE id = ?",
+                             [fid]).fetchone()
+        if row is None:
+            raise NotFound(f"no face with id {fid}")
+        try:
+            crop = decode_crop(row[0])
+        except ValueError as exc:
+            raise GalleryError(f"face {fid} in {self._path} is damaged: {exc}") from None
+        return FaceSample(crop=crop, landmarks=_landmarks_from_json(row[1]), quality=row[2],
+                          source=row[3])
+
+    def face_count(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT count(*) FROM faces").fetchone()[0]
+
+    # --------------------------------------------------------------- embeddings
+
+    def set_embeddings(self, model_id: str, vectors: Mapping[int, np.ndarray]) -> None:
+        """Store (or replace) one model's embedding of each given face."""
+        model_id = _check_model_id(model_id)
+        ids = [_check_id(k, "face") for k in vectors]
+        if not ids:
+            return
+        flat = [np.asarray(v).reshape(-1) for v in vectors.values()]
+        if len({v.size for v in flat}) != 1:
+            raise ValueError(f"{model_id}: the embeddings have different sizes")
+        matrix = _as_matrix(np.stack(flat), len(ids), model_id)
+        dim = matrix.shape[1]
+        with self._write() as db:
+            self._check_dim(db, model_id, dim)
+            for fid in ids:
+                self._require_face(db, fid)
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings(face_id, model_id, dim, vector) "
+                "VALUES (?, ?, ?, ?)",
+                [(fid, model_id, dim, vec.tobytes()) for fid, vec in zip(ids, matrix)])
+
+    def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(face ids int64[N], person ids int64[N], float32[N, D]) of the unflagged
+        faces that have an embedding from this model, ordered by face id."""
+        model_id = _check_model_id(model_id)
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT e.face_id, f.person_id, e.dim, e.vector FROM embeddings e "
+                "JOIN faces f ON f.id = e.face_id "
+                "WHERE e.model_id = ? AND f.flagged = 0 ORDER BY e.face_id", [model_id]
+            ).fetchall()
+        if not rows:
+            return (np.zeros(0, np.int64), np.zeros(0, np.int64),
+                    np.zeros((0, 0), np.float32))
+        dims = {r[2] for r in rows}
+        if len(dims) != 1:
+            raise GalleryError(f"model {model_id!r} has embeddings of several sizes "
+                               f"{sorted(dims)} in {self._path}")
+        dim = dims.pop()
+        matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4")
+        if matrix.size != dim * len(rows):
+            raise GalleryError(f"model {model_id!r}: damaged embeddings in {self._path}")
+        return (np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+                np.fromiter((r[1] for r in rows), np.int64, len(rows)),
+                matrix.reshape(len(rows), dim).astype(np.float32))
+
+    def faces_missing_embeddings(self, model_id: str) -> list[int]:
+        """Faces (flagged ones too) with no embedding from this model."""
+        model_id = _check_model_id(model_id)
+        with self._read() as db:
+            return [r[0] for r in db.execute(
+                "SELECT id FROM faces WHERE id NOT IN "
+                "(SELECT face_id FROM embeddings WHERE model_id = ?) ORDER BY id", [model_id])]
+
+    def drop_embeddings(self, model_id: str) -> int:
+        model_id = _check_model_id(model_id)
+        with self._write() as db:
+            return db.execute("DELETE FROM embeddings WHERE model_id = ?", [model_id]).rowcount
+
+    def models(self) -> dict[str, int]:
+        with self._read() as db:
+            return dict(db.execute("SELECT model_id, count(*) FROM embeddings "
+                                   "GROUP BY model_id ORDER BY model_id").fetchall())
+
+    # ------------------------------------------------------------------- events
+
+    def add_event(self, person_id: int | None, score: float | None, source: str = "",
+                  thumbnail_jpeg: bytes | None = None, time: datetime | None = None) -> int:
+        """Record a recognition (person_id None: an unknown face). The person's
+        current name is stored with it."""
+        if score is not None:
+            score = float(score)
+            if not math.isfinite(score):
+                raise ValueError("a score must be finite")
+        if not isinstance(source, str):
+            raise TypeError("source is a str")
+        if thumbnail_jpeg is not None:
+            thumbnail_jpeg = bytes(thumbnail_jpeg)
+            if not thumbnail_jpeg.startswith(b"\xff\xd8\xff"):
+                raise ValueError("the thumbnail is not JPEG data")
+        when = _fmt_time(time if time is not None else utc_now())
+        with self._write(bump=False) as db:
+            name = None
+            if person_id is not None:
+                pid = self._require_person(db, person_id)
+                name = db.execute("SELECT name FROM people WHERE id = ?", [pid]).fetchone()[0]
+            else:
+                pid = None
+            return db["events"].insert({"time": when, "person_id": pid, "name": name,
+                                        "score": score, "source": source,
+                                        "thumbnail": thumbnail_jpeg}).last_pk
+
+    def events(self, person_id: int | None = None, since: datetime | None = None,
+               until: datetime | None = None, unknown_only: bool = False,
+               limit: int | None = 1000) -> list[Event]:
+        """Newest first. since is inclusive, until exclusive; unknown_only: faces that
+        matched nobody."""
+        where, params = self._event_filter(person_id, since, until, unknown_only)
+        sql = ("SELECT id, time, person_id, name, score, source, thumbnail IS NOT NULL "
+               f"FROM events{where} ORDER BY time DESC, id DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(limit)))
+        with self._read() as db:
+            return [Event(id=r[0], time=_parse_time(r[1]), person_id=r[2], name=r[3],
+                          score=r[4], source=r[5], has_thumbnail=bool(r[6]))
+                    for r in db.execute(sql, params)]
+
+    @staticmethod
+    def _event_filter(person_id, since, until, unknown_only) -> tuple[str, list]:
+        clauses, params = [], []
+        if person_id is not None:
+            clauses.append("person_id = ?")
+            params.append(_check_id(person_id, "person"))
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(_fmt_time(since))
+        if until is not None:
+            clauses.append("time < ?")
+            params.append(_fmt_time(until))
+        if unknown_only:
+            clauses.append("name IS NULL")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def event_thumbnail(self, event_id: int) -> bytes | None:
+        eid = _check_id(event_id, "event")
+        with self._read() as db:
+            row = db.execute("SELECT thumbnail FROM events WHERE id = ?", [eid]).fetchone()
+        if row is None:
+            raise NotFound(f"no event with id {eid}")
+        return row[0]
+
+    def export_events_csv(self, path: str | os.PathLike, person_id: int | None = None,
+                          since: datetime | None = None, until: datetime | None = None,
+                          unknown_only: bool = False) -> int:
+        """Write time, name ("unknown" for faces that matched nobody), score, source,
+        oldest first, to a new owner-only file (replaced atomically). Returns the
+        number of rows."""
+        where, params = self._event_filter(person_id, since, until, unknown_only)
+        with self._read() as db:
+            rows = db.execute(f"SELECT time, name, score, source FROM events{where} "
+                              "ORDER BY time, id", params).fetchall()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["time", "name", "score", "source"])
+        for time, name, score, source in rows:
+            writer.writerow([time, _csv_text(name if name is not None else "unknown"),
+                             "" if score is None else f"{score:.6g}", _csv_text(source)])
+        write_private_file(Path(path), buf.getvalue().encode("utf-8"))
+        return len(rows)
+
+    def prune_events(self, older_than: datetime | timedelta) -> int:
+        """Delete the events before a time (or older than an age). Returns how many."""
+        cutoff = utc_now() - older_than if isinstance(older_than, timedelta) else older_than
+        if not isinstance(cutoff, datetime):
+            raise TypeError("older_than is a datetime or a timedelta")
+        with self._write(bump=False) as db:
+            return db.execute("DELETE FROM events WHERE time < ?", [_fmt_time(cutoff)]).rowcount
+
+    def event_count(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def _csv_text(value: str) -> str:
+    # a spreadsheet would run a cell that starts like a formula
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def write_private_file(path: Path, data: bytes | Callable[[object], None]) -> None:
+    """Atomically replace path with data, owner-only from the first byte: a 0600 temp
+    file in the same folder, fsync, os.replace, fsync of the folder. data may be a
+    function writing to the open binary file."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)

@@ -1,0 +1,207 @@
+"""The engine end to end on real photos: enrollment, quality, 1:N search, tracking."""
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from faceapp.core.enroll import EnrollError, Enroller, pick_subject
+from faceapp.core.gallery import Gallery
+from faceapp.core.imageio import load_image
+from faceapp.core.index import FaceIndex, Match
+from faceapp.core.quality import ENROLLMENT, assess, head_pose
+from faceapp.core.recognize import FacePipeline, Recognizer, Thresholds, decide
+
+# Identities from master.csv's "Yes" pairs (deepface's test photos).
+PERSON_A = ["img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg", "img6.jpg", "img7.jpg",
+            "img10.jpg", "img11.jpg"]
+PERSON_B = ["img13.jpg", "img14.jpg", "img15.jpg"]
+OTHERS = ["img16.jpg", "img18.jpg", "img20.jpg", "img22.jpg", "img24.jpg", "img8.jpg"]
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return FacePipeline.create()
+
+
+@pytest.fixture
+def gallery(tmp_path):
+    with Gallery(tmp_path / "gallery.db") as g:
+        yield g
+
+
+@pytest.fixture
+def enrolled(pipeline, gallery, photos):
+    enroller = Enroller(pipeline, gallery)
+    report_a = enroller.enroll_photos("Alice", [photos / n for n in PERSON_A[:2]])
+    report_b = enroller.enroll_photos("Bob", [photos / PERSON_B[0]])
+    assert report_a.added == 2 and report_b.added == 1, (report_a.skipped, report_b.skipped)
+    return gallery
+
+
+def letterbox(image, size=(640, 480)):
+    """The photo scaled to fit a video frame, without distorting it."""
+    scale = min(size[0] / image.shape[1], size[1] / image.shape[0])
+    resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    y, x = (size[1] - resized.shape[0]) // 2, (size[0] - resized.shape[1]) // 2
+    frame[y:y + resized.shape[0], x:x + resized.shape[1]] = resized
+    return frame
+
+
+def test_master_csv_pairs_are_verified(pipeline, photos):
+    """The 300 labelled pairs of the sample set, at the balanced operating point."""
+    rows = list(csv.DictReader(open(photos / "master.csv")))
+    names = sorted({r["file_x"] for r in rows} | {r["file_y"] for r in rows})
+    vectors = {}
+    for name in names:
+        faces = pipeline.analyze(load_image(photos / name))
+        vectors[name] = pick_subject([f.face for f in faces]) and max(
+            faces, key=lambda f: f.face.width).embedding
+    threshold = pipeline.embedder.threshold(1e-3)
+    correct = [(float(vectors[r["file_x"]] @ vectors[r["file_y"]]) >= threshold)
+               == (r["Decision"] == "Yes") for r in rows]
+    assert np.mean(correct) >= 0.95
+
+
+def test_identifies_enrolled_people_and_rejects_others(pipeline, enrolled, photos):
+    recognizer = Recognizer(pipeline, enrolled, Thresholds.for_embedder(pipeline.embedder),
+                            log_events=False)
+    names = {p.id: p.name for p in enrolled.people()}
+    for file, expected in ([(n, "Alice") for n in PERSON_A[2:]]
+                           + [(n, "Bob") for n in PERSON_B[1:]]
+                           + [(n, None) for n in OTHERS]):
+        result = recognizer.process(load_image(photos / file), track=False)
+        subject = max(result.faces, key=lambda f: f.face.width)
+        got = names.get(subject.decision.person_id)
+        assert got == expected, (file, subject.decision)
+
+
+def test_tracking_keeps_identity_and_skips_embedding(pipeline, enrolled, photos):
+    recognizer = Recognizer(pipeline, enrolled, Thresholds.for_embedder(pipeline.embedder),
+                            reembed_every=5)
+    frame_a = letterbox(load_image(photos / PERSON_A[3]))
+    frame_b = letterbox(load_image(photos / PERSON_B[1]))
+    tracks, fresh = set(), 0
+    for _ in range(12):
+        result = recognizer.process(frame_a, source="test video")
+        assert len(result.faces) == 1
+        face = result.faces[0]
+        tracks.add(face.track_id)
+        fresh += face.fresh
+        assert enrolled.person(face.decision.person_id).name == "Alice"
+    assert len(tracks) == 1
+    assert 3 <= fresh <= 6  # settled after 3 looks, then every 5th frame
+    for _ in range(4):
+        result = recognizer.process(frame_b, source="test video")
+    assert result.faces[0].track_id not in tracks  # a different face is a new track
+    assert enrolled.person(result.faces[0].decision.person_id).name == "Bob"
+    events = enrolled.events()
+    assert sorted(e.name for e in events) == ["Alice", "Bob"]  # one event per track
+    assert all(enrolled.event_thumbnail(e.id) for e in events)
+
+
+def test_decision_threshold_and_margin():
+    thresholds = Thresholds(accept=0.5, margin=0.05)
+    assert decide([], thresholds).reason == "no gallery"
+    assert decide([Match(1, 0.4, 10)], thresholds).person_id is None
+    assert decide([Match(1, 0.7, 10), Match(2, 0.68, 11)], thresholds).reason == "ambiguous"
+    decision = decide([Match(1, 0.7, 10), Match(2, 0.6, 11)], thresholds)
+    assert decision.person_id == 1 and decision.known
+
+
+def test_index_best_sample_per_person_matches_brute_force():
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((500, 16)).astype(np.float32)
+    people = rng.integers(0, 40, 500)
+    index = FaceIndex(16)
+    index.replace(np.arange(500), people, matrix)
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    for query in unit[:20] + 0.1 * rng.standard_normal((20, 16)).astype(np.float32):
+        query /= np.linalg.norm(query)
+        scores = unit @ query
+        best = {p: scores[people == p].max() for p in np.unique(people)}
+        expected = sorted(best, key=best.get, reverse=True)[:3]
+        found = index.search(query, k=3)[0]
+        assert [m.person_id for m in found] == expected
+        assert found[0].score == pytest.approx(best[expected[0]], abs=1e-5)
+    assert FaceIndex(16).search(unit[0]) == [[]]
+
+
+def test_quality_reasons(pipeline, photos):
+    image = load_image(photos / "img1.jpg")
+    face = pick_subject(pipeline.detector.detect(image))
+    crop = pipeline.analyze(image)[0].crop
+    assert assess(face, crop, ENROLLMENT).ok
+    blurred = cv2.GaussianBlur(crop, (0, 0), 4)
+    assert any("blurred" in r for r in assess(face, blurred, ENROLLMENT).reasons)
+    dark = (crop * 0.15).astype(np.uint8)
+    assert any("dark" in r for r in assess(face, dark, ENROLLMENT).reasons)
+    bright = np.clip(crop.astype(int) + 170, 0, 255).astype(np.uint8)
+    assert any("overexposed" in r for r in assess(face, bright, ENROLLMENT).reasons)
+    small = cv2.resize(image, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
+    tiny_faces = FacePipeline(pipeline.detector.__class__.from_pack(min_face=12),
+                              pipeline.embedder).analyze(small)
+    assert tiny_faces, "the shrunken face should still be detected"
+    assert any("too small" in r
+               for r in assess(tiny_faces[0].face, tiny_faces[0].crop, ENROLLMENT).reasons)
+
+
+def test_head_pose_signs():
+    frontal = np.array([[40, 50], [72, 50], [56, 68.4], [44, 84], [68, 84]], float)
+    yaw, pitch = head_pose(frontal)
+    assert abs(yaw) < 0.01 and abs(pitch) < 0.01
+    turned = frontal.copy()
+    turned[2, 0] += 14
+    assert head_pose(turned)[0] > 0.35
+    looking_down = frontal.copy()
+    looking_down[2, 1] += 10
+    assert head_pose(looking_down)[1] > 0.35
+
+
+def test_enrollment_refuses_bad_photos_with_reasons(pipeline, gallery, photos, tmp_path):
+    enroller = Enroller(pipeline, gallery)
+    (tmp_path / "broken.jpg").write_bytes((photos / "img1.jpg").read_bytes()[:300])
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    blank = np.full((300, 300, 3), 200, np.uint8)
+    cv2.imwrite(str(tmp_path / "wall.png"), blank)
+    report = enroller.enroll_photos("Carol", [tmp_path / "broken.jpg", tmp_path / "notes.jpg",
+                                              tmp_path / "wall.png", photos / "couple.jpg"])
+    reasons = dict(report.skipped)
+    assert report.added == 0 and gallery.people() == []
+    assert "no face found" in reasons[str(tmp_path / "wall.png")]
+    assert "faces of similar size" in reasons[str(photos / "couple.jpg")]
+    assert "not a readable image" in reasons[str(tmp_path / "notes.jpg")]
+    with pytest.raises(EnrollError):
+        enroller.prepare(blank, "blank")
+
+
+def test_folder_import_reports_and_goes_on(pipeline, gallery, photos, tmp_path):
+    root = tmp_path / "people"
+    for name, files in (("Alice", PERSON_A[:3]), ("Bob", PERSON_B[:2])):
+        (root / name).mkdir(parents=True)
+        for file in files:
+            (root / name / file).write_bytes((photos / file).read_bytes())
+    (root / "Bob" / "truncated.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "Empty").mkdir()
+    (root / "loose.jpg").write_bytes((photos / "img20.jpg").read_bytes())
+    progress = []
+    report = Enroller(pipeline, gallery).import_folder(root, lambda d, t, _: progress.append((d, t)))
+    assert report.people == {"Alice": 3, "Bob": 2}
+    assert {p.name: p.face_count for p in gallery.people()} == {"Alice": 3, "Bob": 2}
+    skipped = {path.split("/")[-1]: reason for path, reason in report.skipped}
+    assert set(skipped) == {"truncated.jpg", "Empty", "loose.jpg"}
+    assert progress[-1] == (6, 6)
+
+
+def test_switching_models_reembeds_from_stored_crops(pipeline, enrolled):
+    model_id = pipeline.embedder.model_id
+    _, _, before = enrolled.embeddings(model_id)
+    enrolled.drop_embeddings(model_id)
+    assert len(enrolled.faces_missing_embeddings(model_id)) == 3
+    count = Enroller(pipeline, enrolled).reembed()
+    _, _, after = enrolled.embeddings(model_id)
+    assert count == 3 and enrolled.faces_missing_embeddings(model_id) == []
+    np.testing.assert_allclose(np.sort(after @ after.T, axis=None),
+                               np.sort(before @ before.T, axis=None), atol=1e-5)

@@ -1,0 +1,111 @@
+"""ONNX export and int8 static quantization of embedders."""
+
+from __future__ import annotations
+
+import collections
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+
+def export_onnx(module: torch.nn.Module, path: Path, input_size: tuple[int, int],
+                opset: int = 17) -> Path:
+    """Export an embedder with a dynamic batch axis: input 'input', output 'embedding'."""
+    width, height = input_size
+    module = module.eval()
+    example = torch.zeros(1, 3, height, width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(module, (example,), str(path), input_names=["input"],
+                          output_names=["embedding"], opset_version=opset,
+                          dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                          dynamo=False)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def run_onnx(path: Path, batch: np.ndarray, threads: int = 2) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: batch[i:i + 32]})[0]
+                           for i in range(0, len(batch), 32)])
+
+
+class _BatchReader:
+    """onnxruntime's calibration reader protocol over an in-memory array."""
+
+    def __init__(self, input_name: str, batch: np.ndarray, batch_size: int = 16):
+        self._chunks = iter([{input_name: batch[i:i + batch_size]}
+                             for i in range(0, len(batch), batch_size)])
+
+    def get_next(self):
+        return next(self._chunks, None)
+
+    def rewind(self):  # pragma: no cover - only some calibrators call it
+        pass
+
+
+def input_convolutions(onnx_path: Path) -> list[str]:
+    """Names of the Conv nodes that read the network's input directly."""
+    model = onnx.load(str(onnx_path))
+    inputs = {i.name for i in model.graph.input}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in inputs]
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
+                  method: str = "minmax", keep_fp32: list[str] | None = None) -> Path:
+    """Static int8 quantization: QDQ, per-channel int8 weights, uint8 activations.
+
+    calibration: N x 3 x H x W float32, already preprocessed as the network expects.
+    keep_fp32: node names left unquantized on purpose (see quantized_graph_report).
+    """
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        input_name = onnx.load(str(prepared)).graph.input[0].name
+        quantize_static(
+            str(prepared), str(int8_path), _BatchReader(input_name, calibration),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=methods[method], nodes_to_exclude=list(keep_fp32 or []),
+            extra_options={"CalibTensorRangeSymmetric": False},
+        )
+    return int8_path
+
+
+def quantized_graph_report(int8_path: Path, keep_fp32=()) -> dict:
+    """Which compute nodes run in int8 and which are left in fp32.
+
+    A compute node (Conv, Gemm, MatMul, ...) counts as quantized when every float
+    input comes from a DequantizeLinear; otherwise it is an fp32 island.
+    """
+    model = onnx.load(str(int8_path))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    compute_ops = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
+    counts = collections.Counter(node.op_type for node in model.graph.node)
+    quantized, islands = [], []
+    for node in model.graph.node:
+        if node.op_type not in compute_ops:
+            continue
+        feeds = [name for name in node.input[:2] if name]
+        if all(name in producers and producers[name].op_type == "DequantizeLinear"
+               for name in feeds):
+            quantized.append(node.name)
+        else:
+            islands.append(node.name or node.op_type)
+    return {"op_counts": dict(counts), "quantized_compute_nodes": len(quantized),
+            "fp32_by_design": [name for name in islands if name in keep_fp32],
+            "fp32_islands": [name for name in islands if name not in keep_fp32]}
