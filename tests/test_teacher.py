@@ -182,3 +182,21 @@ def test_onnx_export_matches_torch(teacher, tmp_path):
         want = teacher(x).numpy()
     assert got.shape == (5, 128)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_shipped_int8_pack_agrees_with_dlib(shared_data):
+    """The int8 file the app ships, on the golden chips: same decisions as dlib."""
+    from faceapp.core.embed import Embedder
+    from faceapp.core.models import ModelPack
+    from trainer.export import quantized_graph_report
+
+    golden = json.loads(GOLDEN.read_text())
+    pack = ModelPack.load("dlib-resnet-v1")
+    embedder = Embedder(pack, variant="int8")
+    chips = np.stack([_chip(shared_data, face) for face in golden["faces"]])
+    ours = embedder.embed(chips)
+    theirs = np.array([face["descriptor"] for face in golden["faces"]], np.float32)
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    assert (np.sum(ours * theirs, axis=1) > 0.995).all()
+    report = quantized_graph_report(pack.file("int8"), pack.manifest["quantization"]["fp32_by_design"])
+    assert report["fp32_islands"] == [] and report["quantized_compute_nodes"] >= 28

@@ -117,6 +117,8 @@ class ModelPack:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        # Spinning worker threads steal the CPU from the other stages on small machines.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return ort.InferenceSession(str(path), sess_options=options,
                                         providers=["CPUExecutionProvider"])
