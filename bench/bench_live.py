@@ -33,7 +33,7 @@ PEOPLE = ["Colin_Powell", "Serena_Williams", "Hugo_Chavez"]
 
 def make_frames(count: int) -> list[np.ndarray]:
     lfw = shared_data_root() / "lfw" / "images"
-    tiles = [cv2.resize(load_image(lfw / name / f"{name}_0002.jpg"), (210, 210))
+    tiles = [cv2.resize(load_image(lfw / name / f"{name}_0002.jpg"), (200, 200))
              for name in PEOPLE]
     frames = []
     for i in range(count):
@@ -41,8 +41,8 @@ def make_frames(count: int) -> list[np.ndarray]:
         dx = int(6 * np.sin(i / 15))
         dy = int(5 * np.cos(i / 20))
         for k, tile in enumerate(tiles):
-            x, y = 5 + k * 212 + dx, 130 + dy
-            frame[y:y + 210, max(x, 0):x + 210] = tile[:, max(-x, 0):]
+            x, y = 10 + k * 212 + dx, 140 + dy
+            frame[y:y + 200, x:x + 200] = tile
         frames.append(frame)
     return frames
 

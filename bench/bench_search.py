@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     for size in args.sizes:
         index = FaceIndex(args.dim)
         matrix = rng.standard_normal((size, args.dim), dtype=np.float32)
-        index.replace(np.arange(size), np.arange(size) // 5, matrix)
+        index.replace(np.arange(size), np.arange(size) // 5, matrix, owned=True)
         del matrix
         queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)

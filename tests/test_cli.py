@@ -176,3 +176,25 @@ def test_sigkill_during_folder_import_leaves_whole_people(tmp_path, shared_data)
         after = {p.name: p.face_count for p in gallery.people()}
         assert after == {p.name: p.face_count for p in uninterrupted.people()}
         assert len(after) >= 0.9 * len(folders)
+
+
+def test_detect_reports_bad_files_and_goes_on(tmp_path, photos):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("hello")
+    grey = tmp_path / "grey16.png"
+    image = cv2.imread(str(photos / "img1.jpg"), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 257
+    cv2.imwrite(str(grey), image)
+    huge = tmp_path / "huge.jpg"
+    canvas = np.full((12000, 12000, 3), 120, np.uint8)
+    face = cv2.imread(str(photos / "img5.jpg"))
+    canvas[4000:4000 + face.shape[0], 4000:4000 + face.shape[1]] = cv2.resize(
+        face, None, fx=1, fy=1)
+    cv2.imwrite(str(huge), canvas)
+    result = faceapp(tmp_path / "g.db", "detect", empty, text, grey, huge, check=False)
+    rows = json_lines(result.stdout)
+    assert result.returncode == 1  # some inputs were bad
+    assert "empty" in rows[0]["error"] and "not a readable image" in rows[1]["error"]
+    assert rows[2]["image"] == str(grey) and rows[2]["score"] > 0.9
+    assert rows[3]["image"] == str(huge) and rows[3]["score"] > 0.9

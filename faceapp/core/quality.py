@@ -17,9 +17,9 @@ from .detect import Face
 @dataclass(frozen=True)
 class QualityPolicy:
     min_eye_distance: float = 28.0  # pixels between the eye centres in the frame
-    min_sharpness: float = 60.0  # variance of the Laplacian on the 112 px face
+    min_sharpness: float = 25.0  # variance of the Laplacian of the inner face at 67x78 px
     max_yaw: float = 0.35  # nose offset from the eye/mouth axis, in eye distances
-    max_pitch: float = 0.35  # deviation of the eyes-nose-mouth ratio from frontal
+    max_pitch: float = 0.4  # deviation of the eyes-nose-mouth ratio from frontal
     min_brightness: float = 50.0
     max_brightness: float = 210.0
     max_clipped: float = 0.15  # fraction of face pixels at 0 or 255
@@ -28,7 +28,7 @@ class QualityPolicy:
 
 ENROLLMENT = QualityPolicy()
 # Recognition only skips faces that are hopeless; enrollment asks for good samples.
-RECOGNITION = QualityPolicy(min_eye_distance=14.0, min_sharpness=15.0, max_yaw=0.6,
+RECOGNITION = QualityPolicy(min_eye_distance=14.0, min_sharpness=8.0, max_yaw=0.6,
                             max_pitch=0.6, min_brightness=25.0, max_brightness=235.0,
                             max_clipped=0.4, min_detection_score=0.9)
 

@@ -227,7 +227,7 @@ class Recognizer:
         version = self.gallery.data_version()
         if force or version != self._index_version:
             face_ids, person_ids, matrix = self.gallery.embeddings(self.model_id)
-            self.index.replace(face_ids, person_ids, matrix)
+            self.index.replace(face_ids, person_ids, matrix, owned=True)
             self._index_version = version
 
     def _needs_embedding(self, track: Track, thumbnail: np.ndarray) -> bool:
