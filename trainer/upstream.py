@@ -7,7 +7,6 @@ need a few data files out of each.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from faceapp.core.models import file_sha256
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,6 @@ def cache_dir() -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(archive: UpstreamArchive) -> Path:
     """Return the verified archive, downloading it once into the cache."""
     target = cache_dir() / archive.filename
@@ -89,7 +82,7 @@ def fetch(archive: UpstreamArchive) -> Path:
         if result.returncode != 0 or not target.exists():
             raise UpstreamError(
                 f"could not download {archive.requirement}: {result.stderr.strip()[-500:]}")
-    actual = sha256_of(target)
+    actual = file_sha256(target)
     if actual != archive.sha256:
         raise UpstreamError(
             f"{target} has sha256 {actual}, expected {archive.sha256}; delete it and retry")

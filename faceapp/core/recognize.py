@@ -131,6 +131,7 @@ class Track:
     embedded_at: int = -1_000_000
     embeddings: int = 0
     votes: dict[int | None, float] = field(default_factory=dict)
+    best: dict[int | None, float] = field(default_factory=dict)  # best score per identity
     decision: Decision | None = None
     quality: Quality | None = None
     logged_person: object = "nobody yet"  # the identity last written to the event log
@@ -283,10 +284,12 @@ class Recognizer:
             t.embeddings += 1
             t.embedded_at = self._frame_no
             # Vote with the score, so one strong sighting outweighs a weak one.
-            t.votes[single.person_id] = t.votes.get(single.person_id, 0.0) + max(single.score, 0.01)
+            voter = single.person_id
+            t.votes[voter] = t.votes.get(voter, 0.0) + max(single.score, 0.01)
+            t.best[voter] = max(t.best.get(voter, -1.0), single.score)
             winner = max(t.votes, key=t.votes.get)
-            t.decision = Decision(winner, single.score, single.runner_up,
-                                  single.reason if winner == single.person_id else "track vote")
+            t.decision = Decision(winner, t.best[winner], single.runner_up,
+                                  single.reason if winner == voter else "track vote")
         for i, ok in enumerate(usable):
             if not ok and todo[i].decision is None:
                 todo[i].decision = Decision(None, 0.0, None, "poor quality")

@@ -1,0 +1,113 @@
+"""Every question the app asks a person, in one place.
+
+Pages call these through the module (`dialogs.confirm(...)`), so tests can replace
+any of them with a function that answers at once."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog,
+                               QFormLayout, QInputDialog, QLabel, QLineEdit, QMessageBox,
+                               QVBoxLayout, QWidget)
+
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp *.tif *.tiff);;All files (*)"
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+GALLERY_FILTER = "Galleries (*.db);;All files (*)"
+EXPORT_FILTER = "Gallery exports (*.faceapp);;All files (*)"
+CSV_FILTER = "CSV files (*.csv)"
+
+
+def confirm(parent: QWidget, title: str, text: str, action: str = "OK") -> bool:
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
+    yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is yes
+
+
+def ask_text(parent: QWidget, title: str, label: str, text: str = "") -> str | None:
+    value, ok = QInputDialog.getText(parent, title, label, QLineEdit.EchoMode.Normal, text)
+    value = value.strip()
+    return value if ok and value else None
+
+
+def choose(parent: QWidget, title: str, label: str, items: list[str],
+           editable: bool = False) -> str | None:
+    """One of items (or, if editable, any text typed)."""
+    value, ok = QInputDialog.getItem(parent, title, label, items, 0, editable)
+    value = value.strip()
+    return value if ok and value else None
+
+
+def open_files(parent: QWidget, title: str, filter: str = IMAGE_FILTER) -> list[str]:
+    paths, _ = QFileDialog.getOpenFileNames(parent, title, "", filter)
+    return paths
+
+
+def open_file(parent: QWidget, title: str, filter: str) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, title, "", filter)
+    return path or None
+
+
+def open_folder(parent: QWidget, title: str) -> str | None:
+    return QFileDialog.getExistingDirectory(parent, title) or None
+
+
+def save_file(parent: QWidget, title: str, name: str, filter: str,
+              confirm_overwrite: bool = True) -> str | None:
+    options = QFileDialog.Option(0)
+    if not confirm_overwrite:
+        options |= QFileDialog.Option.DontConfirmOverwrite
+    path, _ = QFileDialog.getSaveFileName(parent, title, name, filter, options=options)
+    return path or None
+
+
+def ask_password(parent: QWidget, title: str, label: str) -> str | None:
+    value, ok = QInputDialog.getText(parent, title, label, QLineEdit.EchoMode.Password)
+    return value if ok and value else None
+
+
+def ask_export_passphrase(parent: QWidget) -> tuple[bool, str | None]:
+    """(go ahead, passphrase or None for an unencrypted export)."""
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("Export the gallery")
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(QLabel("The export holds face templates (biometric data).\n"
+                            "Encrypt it if it leaves this computer."))
+    encrypt = QCheckBox("Encrypt with a passphrase")
+    encrypt.setChecked(True)
+    first, second = QLineEdit(), QLineEdit()
+    for field in (first, second):
+        field.setEchoMode(QLineEdit.EchoMode.Password)
+    form = QFormLayout()
+    form.addRow("Passphrase:", first)
+    form.addRow("Again:", second)
+    problem = QLabel()
+    problem.setStyleSheet("color: #c0392b")
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                               | QDialogButtonBox.StandardButton.Cancel)
+    layout.addWidget(encrypt)
+    layout.addLayout(form)
+    layout.addWidget(problem)
+    layout.addWidget(buttons)
+
+    def toggled(on: bool) -> None:
+        first.setEnabled(on)
+        second.setEnabled(on)
+
+    def accept() -> None:
+        if encrypt.isChecked():
+            if not first.text():
+                problem.setText("Type a passphrase, or export without encryption.")
+                return
+            if first.text() != second.text():
+                problem.setText("The two passphrases differ.")
+                return
+        dialog.accept()
+
+    encrypt.toggled.connect(toggled)
+    buttons.accepted.connect(accept)
+    buttons.rejected.connect(dialog.reject)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return False, None
+    return True, (first.text() if encrypt.isChecked() else None)

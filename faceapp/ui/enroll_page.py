@@ -1,0 +1,339 @@
+"""The Enroll page: import photos (of one person, or a folder with one sub-folder per
+person) with progress and cancel, and a guided capture from a camera."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QProgressBar, QPushButton, QSplitter, QTreeWidget,
+                               QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from ..core.enroll import ImportReport
+from . import dialogs
+from .capture import STEPS, CaptureAnalyzer, CaptureProgress
+from .jobs import Job
+from .live import LiveFrame, VideoSession, make_source
+from .state import AppState
+from .video_view import VideoView
+from .widgets import muted
+
+
+def report_text(report: ImportReport) -> str:
+    lines = []
+    if report.people:
+        people = ", ".join(f"{name} ({n})" for name, n in report.people.items())
+        lines.append(f"Added {report.added} sample(s): {people}.")
+    elif not report.cancelled:
+        lines.append("Nothing was added.")
+    if report.cancelled:
+        lines.append("Cancelled. People finished before the cancel were saved; the rest "
+                     "was not. Importing the same folder again adds only what is missing.")
+    if report.skipped:
+        lines.append(f"{len(report.skipped)} photo(s) skipped, see below.")
+    return " ".join(lines)
+
+
+class EnrollPage(QWidget):
+    folder_fps: float | None = None  # a photo folder as capture source: as fast as it goes
+    capture_options: dict = {}  # CaptureAnalyzer keyword arguments (tests tune them)
+
+    def __init__(self, state: AppState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.import_job: Job | None = None
+        self.last_report: ImportReport | None = None
+        self.capture_name = ""
+        self.capture_progress: CaptureProgress | None = None
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self._build_import())
+        splitter.addWidget(self._build_capture())
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([480, 720])
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+        self.video = VideoSession(self)
+        self.video.frame_ready.connect(self._capture_frame)
+        self.video.failed.connect(self._capture_failed)
+        self.video.ended.connect(self._capture_ended)
+        self.video.running_changed.connect(self._update_buttons)
+        state.video_claimed.connect(self._video_claimed)
+        state.ready_changed.connect(self._update_buttons)
+        self._update_buttons()
+
+    # -- layout -----------------------------------------------------------------------------
+    def _build_import(self) -> QWidget:
+        box = QGroupBox("Import photos")
+        box.setMinimumWidth(380)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("Name of the person in the photos")
+        self.photos_button = QPushButton("Choose photos of this person…")
+        self.photos_button.setToolTip("Ctrl+I")
+        self.photos_button.clicked.connect(lambda: self.import_photos())
+        self.folder_button = QPushButton("Import a folder of people…")
+        self.folder_button.setToolTip("Ctrl+Shift+I")
+        self.folder_button.clicked.connect(lambda: self.import_folder())
+
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%v / %m")
+        self.progress.setValue(0)
+        self.item_label = muted()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_import)
+        self.summary = QLabel("Each photo is checked: one clear, sharp, frontal face of "
+                              "a usable size. Photos that fail are listed here with the "
+                              "reason.")
+        self.summary.setWordWrap(True)
+        self.skipped = QTreeWidget()
+        self.skipped.setHeaderLabels(["Skipped photo", "Why"])
+        self.skipped.setRootIsDecorated(False)
+        self.skipped.setAlternatingRowColors(True)
+        self.skipped.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.skipped.header().setStretchLastSection(True)
+        self.skipped.setColumnWidth(0, 180)
+        self.skipped.setWordWrap(True)  # reasons are sentences: show them whole
+        self.skipped.setUniformRowHeights(False)
+
+        form = QFormLayout()
+        form.addRow("Name:", self.name_edit)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(box)
+        layout.addWidget(muted("Several photos of one person give the most reliable "
+                               "recognition."))
+        layout.addLayout(form)
+        layout.addWidget(self.photos_button)
+        layout.addSpacing(8)
+        layout.addWidget(muted("Or a whole folder: one sub-folder per person, named after "
+                               "them (Alice/1.jpg, Alice/2.jpg, Bob/…)."))
+        layout.addWidget(self.folder_button)
+        layout.addSpacing(8)
+        layout.addLayout(progress_row)
+        layout.addWidget(self.item_label)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.skipped, 1)
+        return box
+
+    def _build_capture(self) -> QWidget:
+        box = QGroupBox("Guided capture from a camera")
+        self.capture_name_edit = QLineEdit()
+        self.capture_name_edit.setPlaceholderText("Name of the person in front of the camera")
+        self.capture_source = QLineEdit("0")
+        self.capture_source.setToolTip("Camera number (0 is the default camera), or a video "
+                                       "file or folder to practise with")
+        self.capture_button = QPushButton("Start capture")
+        self.capture_button.clicked.connect(self.toggle_capture)
+        form = QFormLayout()
+        form.addRow("Name:", self.capture_name_edit)
+        form.addRow("Camera:", self.capture_source)
+
+        self.step_labels = []
+        steps = QHBoxLayout()
+        for _step in STEPS:
+            label = QLabel()
+            label.setWordWrap(True)
+            self.step_labels.append(label)
+            steps.addWidget(label, 1)
+        self.capture_view = VideoView("Each shot is taken by itself once the face is clear "
+                                      "and the pose is right.")
+        self.capture_view.clickable = False
+        self.capture_view.setMinimumSize(320, 240)
+        self.capture_hint = QLabel("")
+        font = self.capture_hint.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.capture_hint.setFont(font)
+        self.capture_hint.setWordWrap(True)
+
+        layout = QVBoxLayout(box)
+        layout.addLayout(form)
+        layout.addWidget(self.capture_button)
+        layout.addLayout(steps)
+        layout.addWidget(self.capture_view, 1)
+        layout.addWidget(self.capture_hint)
+        self._show_steps(0)
+        return box
+
+    def _update_buttons(self, *_) -> None:
+        ready = self.state.is_ready
+        importing = self.import_job is not None
+        self.photos_button.setEnabled(ready and not importing)
+        self.folder_button.setEnabled(ready and not importing)
+        self.cancel_button.setEnabled(importing)
+        self.capture_button.setText("Cancel capture" if self.video.is_running
+                                    else "Start capture")
+        self.capture_button.setEnabled(ready or self.video.is_running)
+
+    # -- photo import ---------------------------------------------------------------------
+    @property
+    def importing(self) -> bool:
+        return self.import_job is not None
+
+    def import_photos(self, name: str | None = None, paths: list[str] | None = None) -> None:
+        name = (name if name is not None else self.name_edit.text()).strip()
+        if not name:
+            name = dialogs.ask_text(self, "Import photos", "Name of the person in the photos:")
+            if not name:
+                return
+            self.name_edit.setText(name)
+        if paths is None:
+            paths = dialogs.open_files(self, f"Photos of {name}")
+        if not paths:
+            return
+        enroller = self.state.enroller
+        self._start_import(
+            lambda job: enroller.enroll_photos(name, paths, progress=job.report,
+                                               cancelled=job.cancelled),
+            f"Importing {len(paths)} photo(s) of {name}")
+
+    def import_folder(self, root: str | None = None) -> None:
+        if root is None:
+            root = dialogs.open_folder(self, "Folder with one sub-folder per person")
+        if not root:
+            return
+        enroller = self.state.enroller
+        self._start_import(
+            lambda job: enroller.import_folder(root, progress=job.report,
+                                               cancelled=job.cancelled),
+            f"Importing {Path(root).name}")
+
+    def _start_import(self, work, title: str) -> None:
+        if not self.state.is_ready or self.importing:
+            return
+        self.last_report = None
+        self.skipped.clear()
+        self.summary.setText(title + "…")
+        self.progress.setRange(0, 0)  # busy until the first progress report
+        job = Job(work, title)
+        job.progress.connect(self._import_progress)
+        job.succeeded.connect(self._import_done)
+        job.failed.connect(self._import_failed)
+        job.finished.connect(self._import_finished)
+        self.import_job = job
+        self._update_buttons()
+        job.start(self.state.pool)
+
+    def cancel_import(self) -> None:
+        if self.import_job is not None:
+            self.import_job.cancel()
+            self.item_label.setText("Cancelling after the current photo…")
+
+    def _import_progress(self, done: int, total: int, item: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.item_label.setText(Path(item).name if item else "")
+
+    def _import_done(self, report: ImportReport) -> None:
+        self.last_report = report
+        self.summary.setText(report_text(report))
+        for path, reason in report.skipped:
+            item = QTreeWidgetItem([Path(path).name, reason.replace(": ", ":\n", 1)])
+            item.setToolTip(0, path)
+            item.setToolTip(1, reason)
+            self.skipped.addTopLevelItem(item)
+        if report.people:
+            self.state.gallery_changed.emit()
+            self.state.message.emit(report_text(report))
+
+    def _import_failed(self, text: str) -> None:
+        self.summary.setText(f"The import stopped: {text}")
+        self.state.error.emit(f"The import stopped: {text}")
+        self.state.gallery_changed.emit()  # people finished before the error were saved
+
+    def _import_finished(self) -> None:
+        self.import_job = None
+        if self.progress.maximum() == 0:  # never reported: no bar left spinning
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        self.item_label.setText("")
+        self._update_buttons()
+
+    # -- guided capture ------------------------------------------------------------------------
+    def toggle_capture(self) -> None:
+        if self.video.is_running:
+            self.stop_capture()
+            self.capture_hint.setText("Capture cancelled; nothing was saved.")
+        else:
+            self.start_capture()
+
+    def start_capture(self, name: str | None = None, spec: str | None = None) -> None:
+        name = (name if name is not None else self.capture_name_edit.text()).strip()
+        spec = (spec if spec is not None else self.capture_source.text()).strip()
+        if not name:
+            self.state.error.emit("Type the name of the person in front of the camera first.")
+            return
+        if not self.state.is_ready or not spec:
+            return
+        self.state.video_claimed.emit(self)
+        self.capture_name = name
+        self.capture_progress = None
+        enroller, options, fps = self.state.enroller, dict(self.capture_options), self.folder_fps
+        self.video.start(lambda: make_source(spec, folder_fps=fps),
+                         lambda: CaptureAnalyzer(enroller, **options))
+        self._show_steps(0)
+        self.capture_hint.setText(STEPS[0].title)
+
+    def stop_capture(self) -> None:
+        self.video.stop()
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        self.video.shutdown(timeout_ms)
+        if self.import_job is not None:
+            self.import_job.cancel()
+
+    def _video_claimed(self, owner) -> None:
+        if owner is not self:
+            self.video.stop()
+
+    def _show_steps(self, current: int) -> None:
+        for i, (label, step) in enumerate(zip(self.step_labels, STEPS)):
+            if i < current:
+                label.setText(f"✔ {i + 1}. {step.title}")
+                label.setStyleSheet("color: #1e8449;")
+            elif i == current:
+                label.setText(f"➜ {i + 1}. {step.title}")
+                label.setStyleSheet("font-weight: bold;")
+            else:
+                label.setText(f"{i + 1}. {step.title}")
+                label.setStyleSheet("color: palette(placeholder-text);")
+
+    def _capture_frame(self, frame: LiveFrame) -> None:
+        self.capture_view.set_frame(frame)
+        progress: CaptureProgress = frame.extra
+        if progress is None:
+            return
+        self.capture_progress = progress
+        self._show_steps(progress.step)
+        self.capture_hint.setText(progress.hint)
+        if progress.done:
+            self.video.stop()
+            self._save_capture(progress)
+
+    def _save_capture(self, progress: CaptureProgress) -> None:
+        name, samples, state = self.capture_name, progress.accepted, self.state
+        enroller = state.enroller
+        self.capture_hint.setText(f"Saving {len(samples)} shots of {name}…")
+
+        def done(result) -> None:
+            self.capture_hint.setText(f"{name} is enrolled with {len(samples)} new samples.")
+            state.message.emit(f"Enrolled {name} from the camera")
+            state.gallery_changed.emit()
+
+        state.run(lambda job: enroller.save(name, samples), done, what="Saving the capture")
+
+    def _capture_failed(self, text: str) -> None:
+        self.capture_hint.setText("The capture stopped; nothing was saved.")
+        self.state.error.emit(text)
+
+    def _capture_ended(self, text: str) -> None:
+        if self.capture_progress is None or not self.capture_progress.done:
+            self.capture_hint.setText("The video ended before every shot was taken; "
+                                      "nothing was saved.")

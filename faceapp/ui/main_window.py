@@ -1,0 +1,230 @@
+"""The main window: a sidebar of pages, menus with the shortcuts, a status bar with the
+live frame rate, and a banner for errors (nothing here ever blocks on a failure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
+                               QMessageBox, QStackedWidget, QStyle, QVBoxLayout, QWidget)
+
+from ..core.gallery import Gallery
+from ..core.recognize import FacePipeline
+from .enroll_page import EnrollPage
+from .events_page import EventsPage
+from .live_page import LivePage
+from .people_page import PeoplePage
+from .settings import AppSettings
+from .settings_page import SettingsPage
+from .state import AppState
+from .widgets import Banner
+
+SHORTCUTS = """
+<table cellspacing=4>
+<tr><td><b>Ctrl+1 … Ctrl+5</b></td><td>Live, Enroll, People, Events, Settings</td></tr>
+<tr><td><b>Space</b></td><td>start / stop the video (Live page)</td></tr>
+<tr><td><b>Ctrl+I</b></td><td>import photos of a person</td></tr>
+<tr><td><b>Ctrl+Shift+I</b></td><td>import a folder of people</td></tr>
+<tr><td><b>Ctrl+E</b></td><td>export the events to CSV</td></tr>
+<tr><td><b>F2</b></td><td>rename the selected person</td></tr>
+<tr><td><b>Delete</b></td><td>delete the selected person or samples (asks first)</td></tr>
+<tr><td><b>Ctrl+F</b></td><td>search people</td></tr>
+<tr><td><b>F5</b></td><td>refresh the page</td></tr>
+<tr><td><b>Ctrl+Q</b></td><td>quit</td></tr>
+</table>
+"""
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings, pipeline: FacePipeline | None = None,
+                 gallery: Gallery | None = None, gallery_path: Path | None = None):
+        super().__init__()
+        self.setWindowTitle("faceapp")
+        self.state = AppState(settings, pipeline, gallery, gallery_path)
+
+        self.live = LivePage(self.state)
+        self.enroll = EnrollPage(self.state)
+        self.people = PeoplePage(self.state)
+        self.events = EventsPage(self.state)
+        self.settings_page = SettingsPage(self.state)
+        style = self.style()
+        self.pages = [
+            ("Live", self.live, QStyle.StandardPixmap.SP_MediaPlay),
+            ("Enroll", self.enroll, QStyle.StandardPixmap.SP_FileDialogNewFolder),
+            ("People", self.people, QStyle.StandardPixmap.SP_DirHomeIcon),
+            ("Events", self.events, QStyle.StandardPixmap.SP_FileDialogDetailedView),
+            ("Settings", self.settings_page, QStyle.StandardPixmap.SP_FileDialogInfoView),
+        ]
+
+        self.sidebar = QListWidget()
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.sidebar.setFixedWidth(150)
+        self.sidebar.setSpacing(2)
+        self.sidebar.setStyleSheet("QListWidget { border: none; outline: 0;"
+                                   " background: palette(window); }"
+                                   "QListWidget::item { padding: 8px 6px; border-radius: 4px; }"
+                                   "QListWidget::item:selected { background: palette(highlight);"
+                                   " color: palette(highlighted-text); }")
+        self.stack = QStackedWidget()
+        for i, (title, page, icon) in enumerate(self.pages):
+            item = QListWidgetItem(style.standardIcon(icon), title)
+            item.setToolTip(f"{title} (Ctrl+{i + 1})")
+            self.sidebar.addItem(item)
+            self.stack.addWidget(page)
+        self.sidebar.currentRowChanged.connect(self._page_changed)
+
+        self.banner = Banner()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(8, 8, 8, 0)
+        right_layout.addWidget(self.banner)
+        right_layout.addWidget(self.stack, 1)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(0)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(right, 1)
+        self.setCentralWidget(central)
+
+        self.perf_label = QLabel()
+        self.statusBar().addPermanentWidget(self.perf_label)
+        self.statusBar().showMessage("Loading the gallery and the face models…")
+
+        self._build_actions()
+        self.state.error.connect(self.show_error)
+        self.state.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.state.ready_changed.connect(self._ready_changed)
+        self.live.stats_changed.connect(self.perf_label.setText)
+        self.live.running_changed.connect(self._update_actions)
+
+        self.setMinimumSize(900, 600)
+        geometry = settings.geometry
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 820)
+        self.show_page(0)
+        self.state.load()
+
+    # -- actions and shortcuts ----------------------------------------------------------------
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.import_photos_action = self._action(
+            file_menu, "Import photos of a person…", self._import_photos, "Ctrl+I")
+        self.import_folder_action = self._action(
+            file_menu, "Import a folder of people…", self._import_folder, "Ctrl+Shift+I")
+        self.export_events_action = self._action(
+            file_menu, "Export events to CSV…", self._export_events, "Ctrl+E")
+        file_menu.addSeparator()
+        self._action(file_menu, "Export gallery…", lambda: self.settings_page.export_gallery())
+        self._action(file_menu, "Import gallery…", lambda: self.settings_page.import_gallery())
+        file_menu.addSeparator()
+        self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        go_menu = bar.addMenu("&Go")
+        for i, (title, _page, _icon) in enumerate(self.pages):
+            self._action(go_menu, title, lambda checked=False, i=i: self.show_page(i),
+                         f"Ctrl+{i + 1}")
+
+        live_menu = bar.addMenu("&Video")
+        self.start_stop_action = self._action(live_menu, "Start / stop", self._start_stop,
+                                              Qt.Key.Key_Space)
+        self._action(live_menu, "Look for cameras", self.live.find_cameras)
+
+        people_menu = bar.addMenu("&People")
+        self.rename_action = self._action(people_menu, "Rename…", self._rename, "F2")
+        self._action(people_menu, "Merge into…", lambda: self.people.merge_selected())
+        self.delete_action = self._action(people_menu, "Delete…", self._delete,
+                                          QKeySequence.StandardKey.Delete)
+        self._action(people_menu, "Search", self._search, QKeySequence.StandardKey.Find)
+
+        go_menu.addSeparator()
+        self._action(go_menu, "Refresh", self._refresh, QKeySequence.StandardKey.Refresh)
+        self._action(bar.addMenu("&Help"), "Keyboard shortcuts", self._show_shortcuts)
+
+    def _update_actions(self, *_) -> None:
+        self.start_stop_action.setEnabled(self.stack.currentWidget() is self.live)
+        on_people = self.stack.currentWidget() is self.people
+        self.rename_action.setEnabled(on_people)
+        self.delete_action.setEnabled(on_people)
+
+    def show_page(self, index: int) -> None:
+        self.sidebar.setCurrentRow(index)
+
+    def _page_changed(self, index: int) -> None:
+        self.stack.setCurrentIndex(index)
+        self._update_actions()
+
+    def _start_stop(self) -> None:
+        if self.stack.currentWidget() is self.live:
+            self.live.toggle()
+
+    def _import_photos(self) -> None:
+        self.show_page(1)
+        self.enroll.import_photos()
+
+    def _import_folder(self) -> None:
+        self.show_page(1)
+        self.enroll.import_folder()
+
+    def _export_events(self) -> None:
+        self.show_page(3)
+        self.events.export_csv()
+
+    def _rename(self) -> None:
+        if self.stack.currentWidget() is self.people:
+            self.people.rename_selected()
+
+    def _delete(self) -> None:
+        """Delete: the selected samples if the samples have the focus, else the person."""
+        people = self.people
+        if self.stack.currentWidget() is not people or people.search.hasFocus():
+            return
+        if people.samples.hasFocus() and people.samples.selectedItems():
+            people.remove_selected_samples()
+        else:
+            people.delete_selected()
+
+    def _search(self) -> None:
+        self.show_page(2)
+        self.people.search.setFocus()
+        self.people.search.selectAll()
+
+    def _refresh(self) -> None:
+        page = self.stack.currentWidget()
+        if page is self.people:
+            self.people.refresh()
+        elif page is self.events:
+            self.events.refresh()
+
+    def _show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", SHORTCUTS)
+
+    # -- messages ----------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        self.banner.show_message(text, "error")
+        self.statusBar().showMessage(text.splitlines()[0] if text else "", 15000)
+
+    def _ready_changed(self) -> None:
+        if self.state.is_ready:
+            self.statusBar().showMessage(f"Ready · gallery {self.state.gallery_path}", 8000)
+        elif not self.state.loading:
+            self.statusBar().clearMessage()
+
+    # -- closing -----------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        self.state.settings.geometry = self.saveGeometry()
+        self.live.shutdown()
+        self.enroll.shutdown()
+        self.state.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,120 @@
+"""What the user chose, kept between runs with QSettings (organisation and application
+"faceapp"). Tests and the screenshot script pass a file path so the real settings are
+never touched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from ..core.paths import default_gallery_path
+from ..core.recognize import OPERATING_POINTS
+
+THRESHOLD_LEVELS = (*OPERATING_POINTS, "custom")  # strict, balanced, lenient, custom
+DEFAULT_LEVEL = "balanced"
+DEFAULT_CUSTOM = 0.92
+DEFAULT_MIN_FACE = 40
+MIN_FACE_RANGE = (20, 400)
+
+
+def _as_bool(value) -> bool:
+    # the INI format gives strings back
+    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+
+
+class AppSettings:
+    def __init__(self, path: str | os.PathLike | None = None):
+        if path is None:
+            self.qsettings = QSettings("faceapp", "faceapp")
+        else:
+            self.qsettings = QSettings(str(path), QSettings.Format.IniFormat)
+
+    @property
+    def file(self) -> str:
+        return self.qsettings.fileName()
+
+    def _get(self, key: str, default):
+        return self.qsettings.value(key, default)
+
+    def _set(self, key: str, value) -> None:
+        self.qsettings.setValue(key, value)
+        self.qsettings.sync()  # written now: a crash later must not lose it
+
+    # -- recognition ----------------------------------------------------------------
+    @property
+    def threshold_level(self) -> str:
+        level = str(self._get("recognition/threshold", DEFAULT_LEVEL))
+        return level if level in THRESHOLD_LEVELS else DEFAULT_LEVEL
+
+    @threshold_level.setter
+    def threshold_level(self, level: str) -> None:
+        if level not in THRESHOLD_LEVELS:
+            raise ValueError(f"unknown threshold level {level!r}")
+        self._set("recognition/threshold", level)
+
+    @property
+    def custom_threshold(self) -> float:
+        try:
+            value = float(self._get("recognition/custom_cosine", DEFAULT_CUSTOM))
+        except (TypeError, ValueError):
+            return DEFAULT_CUSTOM
+        return min(max(value, -1.0), 1.0)
+
+    @custom_threshold.setter
+    def custom_threshold(self, value: float) -> None:
+        self._set("recognition/custom_cosine", float(value))
+
+    def threshold(self) -> str | float:
+        """What Thresholds.for_embedder takes: a level name or a cosine."""
+        level = self.threshold_level
+        return self.custom_threshold if level == "custom" else level
+
+    @property
+    def min_face(self) -> int:
+        try:
+            value = int(self._get("recognition/min_face", DEFAULT_MIN_FACE))
+        except (TypeError, ValueError):
+            return DEFAULT_MIN_FACE
+        return min(max(value, MIN_FACE_RANGE[0]), MIN_FACE_RANGE[1])
+
+    @min_face.setter
+    def min_face(self, value: int) -> None:
+        self._set("recognition/min_face", int(value))
+
+    # -- storage ------------------------------------------------------------------
+    @property
+    def gallery_path(self) -> Path:
+        value = self._get("gallery/path", "")
+        return Path(value) if value else default_gallery_path()
+
+    @gallery_path.setter
+    def gallery_path(self, path: str | os.PathLike) -> None:
+        self._set("gallery/path", str(path))
+
+    @property
+    def keep_thumbnails(self) -> bool:
+        return _as_bool(self._get("events/keep_thumbnails", True))
+
+    @keep_thumbnails.setter
+    def keep_thumbnails(self, keep: bool) -> None:
+        self._set("events/keep_thumbnails", bool(keep))
+
+    # -- window -----------------------------------------------------------------------
+    @property
+    def last_source(self) -> str:
+        return str(self._get("live/source", ""))
+
+    @last_source.setter
+    def last_source(self, spec: str) -> None:
+        self._set("live/source", spec)
+
+    @property
+    def geometry(self) -> QByteArray | None:
+        value = self._get("window/geometry", None)
+        return value if isinstance(value, QByteArray) else None
+
+    @geometry.setter
+    def geometry(self, value: QByteArray) -> None:
+        self._set("window/geometry", value)

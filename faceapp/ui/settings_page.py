@@ -1,0 +1,278 @@
+"""The Settings page: recognition threshold, smallest face, gallery file, event
+thumbnails, and the gallery's export / import / re-embedding. Every change is kept
+at once (QSettings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLineEdit, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ..core.archive import ENC_MAGIC, export_gallery, import_gallery
+from ..core.recognize import OPERATING_POINTS
+from . import dialogs
+from .jobs import Job
+from .settings import MIN_FACE_RANGE, THRESHOLD_LEVELS
+from .state import AppState
+from .widgets import muted
+
+LEVEL_TEXT = {
+    "strict": "Strict: fewest mistaken identities",
+    "balanced": "Balanced",
+    "lenient": "Lenient: recognises more, mistakes more often",
+    "custom": "Custom cosine similarity",
+}
+
+
+class SettingsPage(QWidget):
+    def __init__(self, state: AppState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.bulk_job: Job | None = None
+        settings = state.settings
+
+        # recognition
+        self.level = QComboBox()
+        for level in THRESHOLD_LEVELS:
+            self.level.addItem(LEVEL_TEXT[level], level)
+        self.level.setCurrentIndex(THRESHOLD_LEVELS.index(settings.threshold_level))
+        self.custom = QDoubleSpinBox()
+        self.custom.setRange(0.0, 1.0)
+        self.custom.setDecimals(3)
+        self.custom.setSingleStep(0.005)
+        self.custom.setValue(settings.custom_threshold)
+        self.custom.setToolTip("A face is named when its cosine similarity to the person's "
+                               "samples reaches this value")
+        self.threshold_note = muted()
+        self.min_face = QSpinBox()
+        self.min_face.setRange(*MIN_FACE_RANGE)
+        self.min_face.setSuffix(" px")
+        self.min_face.setValue(settings.min_face)
+        self.min_face.setToolTip("Faces smaller than this (in frame pixels) are not looked "
+                                 "for; larger values make detection faster")
+        self.keep_thumbnails = QCheckBox("Keep a small picture of each face in the event log")
+        self.keep_thumbnails.setChecked(settings.keep_thumbnails)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.level)
+        threshold_row.addWidget(self.custom)
+        threshold_row.addStretch(1)
+        min_face_row = QHBoxLayout()
+        min_face_row.addWidget(self.min_face)
+        min_face_row.addStretch(1)
+        recognition = QGroupBox("Recognition")
+        form = QFormLayout(recognition)
+        form.addRow("Threshold:", threshold_row)
+        form.addRow("", self.threshold_note)
+        form.addRow("Smallest face:", min_face_row)
+        form.addRow("Event log:", self.keep_thumbnails)
+
+        # gallery file
+        self.gallery_path = QLineEdit(str(state.gallery_path))
+        self.gallery_path.setReadOnly(True)
+        change = QPushButton("Change…")
+        change.setToolTip("Open another gallery file, or create a new one")
+        change.clicked.connect(lambda: self.choose_gallery())
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.gallery_path, 1)
+        path_row.addWidget(change)
+        storage = QGroupBox("Gallery")
+        storage_form = QFormLayout(storage)
+        storage_form.addRow("File:", path_row)
+        storage_form.addRow("", muted("Face templates are biometric data: the file is "
+                                      "readable by your user account only, and nothing "
+                                      "leaves this computer."))
+
+        # bulk work
+        self.export_button = QPushButton("Export gallery…")
+        self.export_button.clicked.connect(lambda: self.export_gallery())
+        self.import_button = QPushButton("Import gallery…")
+        self.import_button.clicked.connect(lambda: self.import_gallery())
+        self.reembed_button = QPushButton("Re-embed samples")
+        self.reembed_button.setToolTip("Compute the active model's templates for samples "
+                                       "that have none (after a model change or an import)")
+        self.reembed_button.clicked.connect(self.reembed)
+        self.bulk_progress = QProgressBar()
+        self.bulk_progress.setRange(0, 1)
+        self.bulk_progress.setValue(0)
+        self.bulk_cancel = QPushButton("Cancel")
+        self.bulk_cancel.clicked.connect(self.cancel_bulk)
+        self.bulk_label = muted()
+        buttons = QHBoxLayout()
+        for button in (self.export_button, self.import_button, self.reembed_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self.bulk_row = QWidget()
+        progress_row = QHBoxLayout(self.bulk_row)
+        progress_row.setContentsMargins(0, 0, 0, 0)
+        progress_row.addWidget(self.bulk_progress, 1)
+        progress_row.addWidget(self.bulk_cancel)
+        self.bulk_row.hide()  # shown while a job runs
+        backup = QGroupBox("Backup and transfer")
+        backup_layout = QVBoxLayout(backup)
+        backup_layout.addWidget(muted("An export holds every person, sample and template in "
+                                      "one file, optionally encrypted with a passphrase. "
+                                      "Importing adds to this gallery (people with the same "
+                                      "name are merged)."))
+        backup_layout.addLayout(buttons)
+        backup_layout.addWidget(self.bulk_row)
+        backup_layout.addWidget(self.bulk_label)
+
+        self.settings_file = muted(f"Settings are kept in {settings.file}")
+        self.settings_file.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        column = QWidget()  # a readable width, not the whole window
+        column.setMaximumWidth(880)
+        column_layout = QVBoxLayout(column)
+        column_layout.setContentsMargins(0, 0, 0, 0)
+        column_layout.addWidget(recognition)
+        column_layout.addWidget(storage)
+        column_layout.addWidget(backup)
+        column_layout.addStretch(1)
+        column_layout.addWidget(self.settings_file)
+        layout = QHBoxLayout(self)
+        layout.addWidget(column, 1)
+        layout.addStretch(0)
+
+        self.level.currentIndexChanged.connect(self._threshold_changed)
+        self.custom.valueChanged.connect(self._threshold_changed)
+        self.min_face.valueChanged.connect(state.set_min_face)
+        self.keep_thumbnails.toggled.connect(state.set_keep_thumbnails)
+        state.options_changed.connect(self._show_threshold)
+        state.ready_changed.connect(self._update_buttons)
+        self._show_threshold()
+        self._update_buttons()
+
+    # -- recognition ---------------------------------------------------------------------------
+    def _threshold_changed(self, *_) -> None:
+        self.state.set_threshold(self.level.currentData(), self.custom.value())
+
+    def _show_threshold(self) -> None:
+        level = self.level.currentData()
+        self.custom.setEnabled(level == "custom")
+        value = self.state.threshold_value()
+        if level in OPERATING_POINTS:
+            far = OPERATING_POINTS[level]
+            text = (f"Cosine {value:.3f}; two different people are confused about once in "
+                    f"{round(1 / far):,} comparisons." if value is not None else "")
+        else:
+            text = "Higher is stricter. The named levels use values measured for the model."
+        self.threshold_note.setText(text)
+
+    # -- gallery file --------------------------------------------------------------------------
+    def choose_gallery(self, path: str | None = None) -> None:
+        if path is None:
+            path = dialogs.save_file(self, "Open or create a gallery",
+                                     str(self.state.gallery_path), dialogs.GALLERY_FILTER,
+                                     confirm_overwrite=False)
+        if not path:
+            return
+        self.state.video_claimed.emit(self)  # the live view uses the current gallery
+        self.state.switch_gallery(Path(path),
+                                  lambda: self.gallery_path.setText(str(self.state.gallery_path)))
+
+    # -- bulk jobs -----------------------------------------------------------------------------
+    def _update_buttons(self) -> None:
+        idle = self.bulk_job is None
+        for button in (self.export_button, self.import_button):
+            button.setEnabled(idle and self.state.has_gallery)
+        self.reembed_button.setEnabled(idle and self.state.is_ready)
+        if idle:
+            self.bulk_cancel.setEnabled(False)
+
+    def _run_bulk(self, work, title: str, done_text, cancellable: bool = False) -> Job:
+        self.bulk_label.setText(title + "…")
+        self.bulk_progress.setRange(0, 0)  # busy, until a job reports progress
+        job = Job(work, title)
+        job.progress.connect(self._bulk_progress)
+        job.succeeded.connect(lambda result: self._bulk_done(done_text(result)))
+        job.failed.connect(lambda text: self._bulk_failed(f"{title} failed: {text}"))
+        job.finished.connect(self._bulk_finished)
+        self.bulk_job = job
+        self._update_buttons()
+        self.bulk_cancel.setEnabled(cancellable)
+        self.bulk_row.show()
+        return job.start(self.state.pool)
+
+    def _bulk_progress(self, done: int, total: int, item: str) -> None:
+        self.bulk_progress.setRange(0, max(total, 1))
+        self.bulk_progress.setValue(done)
+
+    def _bulk_done(self, text: str) -> None:
+        self.bulk_label.setText(text)
+        self.state.message.emit(text)
+
+    def _bulk_failed(self, text: str) -> None:
+        self.bulk_label.setText(text)
+        self.state.error.emit(text)
+
+    def _bulk_finished(self) -> None:
+        self.bulk_job = None
+        self.bulk_row.hide()
+        self.bulk_progress.setRange(0, 1)
+        self.bulk_progress.setValue(0)
+        self._update_buttons()
+
+    def cancel_bulk(self) -> None:
+        if self.bulk_job is not None:
+            self.bulk_job.cancel()
+
+    def export_gallery(self, path: str | None = None, passphrase: str | None = None,
+                       ask: bool = True) -> None:
+        if ask:
+            path = dialogs.save_file(self, "Export the gallery", "gallery.faceapp",
+                                     dialogs.EXPORT_FILTER)
+            if not path:
+                return
+            go, passphrase = dialogs.ask_export_passphrase(self)
+            if not go:
+                return
+        gallery = self.state.gallery
+        self._run_bulk(lambda job: export_gallery(gallery, path, passphrase=passphrase),
+                       "Exporting the gallery",
+                       lambda s: f"Exported {s.people} people and {s.faces} samples to "
+                                 f"{s.path}{' (encrypted)' if s.encrypted else ''}.")
+
+    def import_gallery(self, path: str | None = None, passphrase: str | None = None,
+                       ask: bool = True) -> None:
+        if ask:
+            path = dialogs.open_file(self, "Import a gallery export", dialogs.EXPORT_FILTER)
+            if not path:
+                return
+            try:
+                with open(path, "rb") as f:
+                    encrypted = f.read(len(ENC_MAGIC)) == ENC_MAGIC
+            except OSError as exc:
+                self.state.error.emit(f"{path} cannot be read: {exc.strerror}")
+                return
+            if encrypted:
+                passphrase = dialogs.ask_password(self, "Encrypted export",
+                                                  "Passphrase of this export:")
+                if not passphrase:
+                    return
+        gallery, state = self.state.gallery, self.state
+
+        def done_text(report) -> str:
+            state.gallery_changed.emit()
+            return (f"Imported {report.faces_added} samples: {report.people_added} new "
+                    f"people, {report.people_merged} merged with people already here, "
+                    f"{report.faces_skipped} samples already present.")
+
+        self._run_bulk(lambda job: import_gallery(gallery, path, passphrase=passphrase),
+                       "Importing the gallery", done_text)
+
+    def reembed(self) -> None:
+        enroller = self.state.enroller
+
+        def work(job):
+            count = enroller.reembed(progress=job.report, cancelled=job.cancelled)
+            return count, job.cancelled()
+
+        def done_text(result) -> str:
+            count, cancelled = result
+            if cancelled:
+                return "Re-embedding cancelled; the templates computed so far are kept."
+            return f"Computed {count} template(s) for {enroller.embedder.model_id}."
+
+        self._run_bulk(work, "Re-embedding samples", done_text, cancellable=True)

@@ -1,0 +1,193 @@
+"""AppState: what the pages share (settings, gallery, face models, background jobs)
+and the signals through which they hear about each other's changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+
+from ..core.enroll import Enroller
+from ..core.gallery import Gallery
+from ..core.paths import ensure_private_dir
+from ..core.recognize import FacePipeline, Thresholds
+from .jobs import Job
+from .settings import AppSettings
+
+
+@dataclass(frozen=True)
+class RecognitionOptions:
+    """Read by the live worker on every frame; replaced (never changed) by the GUI."""
+
+    thresholds: Thresholds | None
+    keep_thumbnails: bool
+
+
+def open_gallery(path: Path) -> Gallery:
+    ensure_private_dir(path.parent)
+    return Gallery(path)
+
+
+class AppState(QObject):
+    ready_changed = Signal()  # the gallery or the models became available (or went away)
+    gallery_changed = Signal()  # people or samples changed through this app
+    events_changed = Signal()  # new events were logged
+    options_changed = Signal()  # threshold, minimum face size, thumbnails
+    video_claimed = Signal(object)  # a page started a video worker; others stop theirs
+    error = Signal(str)  # something failed: the window shows it in its banner
+    message = Signal(str)  # a passing note for the status bar
+
+    def __init__(self, settings: AppSettings, pipeline: FacePipeline | None = None,
+                 gallery: Gallery | None = None, gallery_path: Path | None = None):
+        super().__init__()
+        self.settings = settings
+        self.pipeline = pipeline
+        self.gallery = gallery
+        self.gallery_path = Path(gallery_path) if gallery_path else settings.gallery_path
+        self._owns_pipeline = pipeline is None
+        self._owns_gallery = gallery is None
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self.loading = False
+        self.options = RecognitionOptions(None, settings.keep_thumbnails)
+        if pipeline is not None:
+            pipeline.detector.min_face = settings.min_face
+            self._update_options()
+
+    # -- what is available ----------------------------------------------------------------
+    @property
+    def has_gallery(self) -> bool:
+        return self.gallery is not None and not self.gallery.closed
+
+    @property
+    def is_ready(self) -> bool:
+        """Gallery and models are loaded: every page can work."""
+        return self.has_gallery and self.pipeline is not None
+
+    @property
+    def enroller(self) -> Enroller:
+        return Enroller(self.pipeline, self.gallery)
+
+    def load(self) -> None:
+        """Open the gallery and load the models in the background, whichever is missing."""
+        want_gallery, want_models = self.gallery is None, self.pipeline is None
+        if not (want_gallery or want_models):
+            self.ready_changed.emit()
+            return
+        path, min_face = self.gallery_path, self.settings.min_face
+        self.loading = True
+
+        def work(job):
+            errors, gallery, pipeline = [], None, None
+            if want_gallery:
+                try:
+                    gallery = open_gallery(path)
+                except Exception as exc:  # shown to the person, the rest still loads
+                    errors.append(f"The gallery cannot be opened: {exc}. "
+                                  "Choose another file in Settings.")
+            if want_models:
+                try:
+                    pipeline = FacePipeline.create(min_face=min_face, threads=2)
+                except Exception as exc:
+                    errors.append(f"The face models cannot be loaded: {exc}")
+            return gallery, pipeline, errors
+
+        def loaded(result):
+            gallery, pipeline, errors = result
+            self.loading = False
+            if gallery is not None:
+                self.gallery = gallery
+            if pipeline is not None:
+                self.pipeline = pipeline
+                self._update_options()
+            for text in errors:
+                self.error.emit(text)
+            self.ready_changed.emit()
+            self.gallery_changed.emit()
+
+        job = Job(work, "loading")
+        job.succeeded.connect(loaded)
+        job.start(self.pool)
+
+    # -- recognition options ----------------------------------------------------------------
+    def _update_options(self) -> None:
+        thresholds = None
+        if self.pipeline is not None:
+            try:
+                thresholds = Thresholds.for_embedder(self.pipeline.embedder,
+                                                     self.settings.threshold())
+            except Exception as exc:
+                self.error.emit(f"The threshold cannot be used: {exc}")
+        self.options = RecognitionOptions(thresholds, self.settings.keep_thumbnails)
+        self.options_changed.emit()
+
+    def set_threshold(self, level: str, custom: float | None = None) -> None:
+        if custom is not None:
+            self.settings.custom_threshold = custom
+        self.settings.threshold_level = level
+        self._update_options()
+
+    def set_keep_thumbnails(self, keep: bool) -> None:
+        self.settings.keep_thumbnails = keep
+        self._update_options()
+
+    def set_min_face(self, pixels: int) -> None:
+        self.settings.min_face = pixels
+        if self.pipeline is not None:
+            # read by the detector at the start of each detect(): safe while it runs
+            self.pipeline.detector.min_face = max(self.pipeline.detector.cell, int(pixels))
+        self.options_changed.emit()
+
+    def threshold_value(self) -> float | None:
+        thresholds = self.options.thresholds
+        return thresholds.accept if thresholds else None
+
+    # -- background work ---------------------------------------------------------------------
+    def run(self, fn: Callable[[Job], Any], on_done: Callable[[Any], None] | None = None,
+            what: str = "", on_error: Callable[[str], None] | None = None) -> Job:
+        """Run fn(job) in the pool; a failure goes to on_error, else to the banner."""
+        job = Job(fn, what)
+        if on_done is not None:
+            job.succeeded.connect(on_done)
+        if on_error is not None:
+            job.failed.connect(on_error)
+        else:
+            job.failed.connect(lambda text: self.error.emit(f"{what}: {text}" if what else text))
+        return job.start(self.pool)
+
+    def busy(self) -> bool:
+        return self.pool.activeThreadCount() > 0
+
+    def switch_gallery(self, path: Path, on_done: Callable[[], None] | None = None) -> None:
+        """Open another gallery file; the current one stays in use if that fails."""
+        path = Path(path)
+        if self.busy():  # an import or export is using the current gallery
+            self.error.emit("Wait for the running task to finish, then change the gallery.")
+            return
+
+        def opened(gallery: Gallery):
+            old, self.gallery = self.gallery, gallery
+            self.gallery_path = path
+            self.settings.gallery_path = path
+            if old is not None and self._owns_gallery:
+                old.close()
+            self._owns_gallery = True
+            self.message.emit(f"Using the gallery {path}")
+            self.ready_changed.emit()
+            self.gallery_changed.emit()
+            self.events_changed.emit()
+            if on_done:
+                on_done()
+
+        self.run(lambda job: open_gallery(path), opened, what=f"Opening {path}")
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        for job in Job.running():
+            job.cancel()
+        self.pool.waitForDone(timeout_ms)
+        if self.gallery is not None and self._owns_gallery:
+            self.gallery.close()
+        if self.pipeline is not None and self._owns_pipeline:
+            self.pipeline.detector.close()

@@ -1,0 +1,535 @@
+"""The desktop app, driven through its pages with pytest-qt (offscreen), on a real
+gallery in tmp_path and sources built from the sample photos (linked, never copied).
+
+Also: screenshots of every page (into $FACEAPP_SCREENSHOTS, else tmp_path) and the
+longest GUI-thread stall during a bulk import."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QDate, QElapsedTimer, QSettings, Qt, QTimer  # noqa: E402
+
+from faceapp.core.imageio import load_image  # noqa: E402
+from faceapp.core.recognize import FacePipeline  # noqa: E402
+from faceapp.ui import dialogs  # noqa: E402
+from faceapp.ui.jobs import Job  # noqa: E402
+from faceapp.ui.live import KNOWN, UNKNOWN  # noqa: E402
+from faceapp.ui.main_window import MainWindow  # noqa: E402
+from faceapp.ui.settings import AppSettings  # noqa: E402
+
+# People in the sample photos (see master.csv)
+ALICE = ["img1", "img2", "img4", "img5"]  # enrolled
+ALICE_LATER = ["img6", "img7"]  # the same person, not enrolled: must be named
+BOB = ["img13", "img14"]
+ROBERT = ["img15"]  # Bob again, enrolled under another name: to be merged
+CAROL = ["img20"]
+STRANGER = "img22"  # never enrolled
+
+WAIT = 20_000  # ms; generous for a loaded 2-core machine
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def private_settings(tmp_path_factory):
+    """Nothing here may touch the user's real settings or data folder."""
+    root = tmp_path_factory.mktemp("qsettings")
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+            QSettings.setPath(fmt, scope, str(root))
+    old = os.environ.get("FACEAPP_DATA_DIR")
+    os.environ["FACEAPP_DATA_DIR"] = str(root / "data")
+    yield
+    if old is None:
+        os.environ.pop("FACEAPP_DATA_DIR", None)
+    else:
+        os.environ["FACEAPP_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    pipe = FacePipeline.create(threads=2)
+    yield pipe
+    pipe.detector.close()
+
+
+@pytest.fixture
+def open_window(qtbot, pipeline, tmp_path):
+    """open_window(settings_file=None) -> a ready MainWindow on tmp_path/gallery.db."""
+
+    def make(settings_file: Path | None = None) -> MainWindow:
+        settings = AppSettings(settings_file or tmp_path / "settings.ini")
+        if settings.qsettings.value("gallery/path") is None:
+            settings.gallery_path = tmp_path / "gallery.db"
+        window = MainWindow(settings, pipeline=pipeline)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.state.is_ready, timeout=WAIT)
+        wait_idle(qtbot)
+        return window
+
+    return make
+
+
+def wait_idle(qtbot, timeout: int = WAIT) -> None:
+    """Until every background job has finished and its answer has been handled."""
+    qtbot.waitUntil(lambda: not Job.running(), timeout=timeout)
+
+
+def photo_paths(photos: Path, names) -> list[str]:
+    return [str(photos / f"{n}.jpg") for n in names]
+
+
+def link_folder(folder: Path, photos: Path, names, prefix: str = "") -> Path:
+    """A folder of symbolic links to sample photos (the photos are not copied)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (folder / f"{prefix}{i:02d}_{name}.jpg").symlink_to(photos / f"{name}.jpg")
+    return folder
+
+
+def letterbox(image: np.ndarray, size=(640, 480)) -> np.ndarray:
+    w, h = size
+    scale = min(w / image.shape[1], h / image.shape[0])
+    small = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return canvas
+
+
+def write_video(path: Path, photos: Path, names, frames_each: int = 4) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    assert writer.isOpened(), "this OpenCV cannot write MJPG .avi files"
+    for name in names:
+        frame = cv2.cvtColor(letterbox(load_image(photos / f"{name}.jpg")), cv2.COLOR_RGB2BGR)
+        for _ in range(frames_each):
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+def enroll_photos(qtbot, window: MainWindow, name: str, paths: list[str]):
+    window.show_page(1)
+    window.enroll.import_photos(name, paths)
+    qtbot.waitUntil(lambda: not window.enroll.importing, timeout=WAIT)
+    wait_idle(qtbot)
+    return window.enroll.last_report
+
+
+def import_people(qtbot, window: MainWindow, root: Path):
+    window.show_page(1)
+    window.enroll.import_folder(str(root))
+    qtbot.waitUntil(lambda: not window.enroll.importing, timeout=WAIT)
+    wait_idle(qtbot)
+    return window.enroll.last_report
+
+
+def people(window: MainWindow) -> dict[str, int]:
+    return {p.name: p.face_count for p in window.state.gallery.people()}
+
+
+def run_live(qtbot, window: MainWindow, spec: str) -> list:
+    """Play a file or folder to its end on the Live page; every frame's overlays."""
+    window.show_page(0)
+    seen = []
+    window.live.video.frame_ready.connect(lambda frame: seen.append(frame.overlays))
+    window.live.folder_fps = None
+    window.live.set_source(spec)
+    window.live.start()
+    qtbot.waitUntil(lambda: window.live.is_running, timeout=WAIT)
+    qtbot.waitUntil(lambda: not window.live.is_running, timeout=WAIT)
+    wait_idle(qtbot)
+    return seen
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+def test_enroll_then_identify_in_live_video_and_log_events(qtbot, open_window, photos,
+                                                           tmp_path):
+    window = open_window()
+    report = enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE))
+    assert report.people == {"Alice": len(ALICE)} and not report.skipped
+    assert "Added 4 sample(s): Alice (4)" in window.enroll.summary.text()
+    window.show_page(2)
+    qtbot.waitUntil(lambda: window.people.model.rowCount() == 1, timeout=WAIT)
+    assert window.people.name_label.text() == "Alice"
+
+    video = write_video(tmp_path / "door.avi", photos, ALICE_LATER + [STRANGER])
+    seen = run_live(qtbot, window, str(video))
+    labels = {(o.label, o.kind) for overlays in seen for o in overlays}
+    assert ("Alice", KNOWN) in labels
+    assert ("Unknown", UNKNOWN) in labels
+    assert window.live.current_frame is not None  # the last frame stays on screen
+    assert "Alice" in window.live.names_seen
+
+    # the log has Alice and an unknown face, with thumbnails
+    window.show_page(3)
+    qtbot.waitUntil(lambda: window.events.loaded and bool(window.events.rows), timeout=WAIT)
+    who = {row.who for row in window.events.rows}
+    assert {"Alice", None} <= who
+    assert all(not row.thumbnail.isNull() for row in window.events.rows)
+    alice_id = window.state.gallery.find_person("Alice").id
+    window.events.set_person_filter(alice_id)
+    wait_idle(qtbot)
+    assert window.events.rows and {row.who for row in window.events.rows} == {"Alice"}
+    window.events.set_person_filter("unknown")
+    wait_idle(qtbot)
+    assert window.events.rows and {row.who for row in window.events.rows} == {None}
+
+    # dates: nothing from tomorrow on, everything up to today
+    window.events.set_person_filter(None)
+    tomorrow = QDate.currentDate().addDays(1)
+    window.events.from_date.setDate(tomorrow)
+    window.events.use_from.setChecked(True)
+    wait_idle(qtbot)
+    assert window.events.rows == []
+    window.events.use_from.setChecked(False)
+    window.events.to_date.setDate(QDate.currentDate())
+    window.events.use_to.setChecked(True)
+    wait_idle(qtbot)
+    assert {row.who for row in window.events.rows} == {"Alice", None}
+    window.events.use_to.setChecked(False)
+
+    # export everything (Ctrl+E asks where)
+    window.events.set_person_filter(None)
+    wait_idle(qtbot)
+    out = tmp_path / "events.csv"
+    qtbot_monkey = pytest.MonkeyPatch()
+    qtbot_monkey.setattr(dialogs, "save_file", lambda *a, **k: str(out))
+    try:
+        qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(out.exists, timeout=WAIT)
+    finally:
+        qtbot_monkey.undo()
+    rows = list(csv.DictReader(out.open()))
+    assert {"Alice", "unknown"} <= {r["name"] for r in rows}
+    assert len(rows) == len(window.events.rows)
+
+
+def test_enroll_a_face_clicked_in_the_live_view(qtbot, open_window, photos, tmp_path):
+    window = open_window()
+    folder = link_folder(tmp_path / "one", photos, [CAROL[0]])
+    seen = run_live(qtbot, window, str(folder))
+    face = seen[-1][0]
+    assert face.kind == UNKNOWN  # nobody is enrolled yet
+    window.live.enroll_face(window.live.current_frame, face, "Carol")
+    wait_idle(qtbot)
+    assert people(window) == {"Carol": 1}
+    seen = run_live(qtbot, window, str(folder))
+    assert seen[-1][0].label == "Carol" and seen[-1][0].kind == KNOWN
+
+
+def test_people_merge_rename_remove_delete(qtbot, open_window, photos, tmp_path,
+                                           monkeypatch):
+    window = open_window()
+    root = tmp_path / "people"
+    link_folder(root / "Bob", photos, BOB)
+    link_folder(root / "Robert", photos, ROBERT)
+    link_folder(root / "Carol", photos, CAROL + ["couple"])  # couple: two faces, skipped
+    report = import_people(qtbot, window, root)
+    assert report.people == {"Bob": 2, "Carol": 1, "Robert": 1}
+    assert len(report.skipped) == 1 and "couple" in report.skipped[0][0]
+    assert window.enroll.skipped.topLevelItemCount() == 1
+    assert "faces" in window.enroll.skipped.topLevelItem(0).text(1)
+
+    page = window.people
+    window.show_page(2)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 3, timeout=WAIT)
+    ids = {p.name: p.id for p in window.state.gallery.people()}
+
+    # search filters the grid
+    page.search.setText("rob")
+    assert page.proxy.rowCount() == 1
+    page.search.clear()
+    assert page.proxy.rowCount() == 3
+
+    # merge Robert into Bob
+    monkeypatch.setattr(dialogs, "choose", lambda parent, title, label, items, **k: "Bob")
+    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: True)
+    page.select_person(ids["Robert"])
+    assert page.name_label.text() == "Robert"
+    page.merge_button.click()
+    wait_idle(qtbot)
+    assert people(window) == {"Bob": 3, "Carol": 1}
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=WAIT)
+    assert page.selected_id == ids["Bob"]
+
+    # rename with F2
+    monkeypatch.setattr(dialogs, "ask_text", lambda parent, title, label, text="": "Roberto")
+    page.grid.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_F2)
+    wait_idle(qtbot)
+    assert people(window) == {"Roberto": 3, "Carol": 1}
+    assert page.name_label.text() == "Roberto"
+
+    # a name that is taken is refused with a message, nothing changes
+    monkeypatch.setattr(dialogs, "ask_text", lambda parent, title, label, text="": "carol")
+    page.rename_selected()
+    wait_idle(qtbot)
+    assert "already" in window.banner.text()
+    assert people(window) == {"Roberto": 3, "Carol": 1}
+
+    # remove one sample
+    qtbot.waitUntil(lambda: page.samples.count() == 3, timeout=WAIT)
+    page.samples.item(0).setSelected(True)
+    page.remove_button.click()
+    wait_idle(qtbot)
+    assert people(window) == {"Roberto": 2, "Carol": 1}
+
+    # delete Carol; declining the confirmation changes nothing
+    page.select_person(ids["Carol"])
+    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: False)
+    page.delete_button.click()
+    wait_idle(qtbot)
+    assert "Carol" in people(window)
+    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: True)
+    page.delete_button.click()
+    wait_idle(qtbot)
+    assert people(window) == {"Roberto": 2}
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
+
+
+def test_guided_capture_takes_three_poses(qtbot, open_window, photos, tmp_path):
+    window = open_window()
+    # a "camera" that looks straight, then to one side, then to the other
+    folder = link_folder(tmp_path / "cam", photos, ["img1"] * 3 + ["img4"] * 3 + ["img11"] * 3)
+    window.show_page(1)
+    window.enroll.capture_options = {"side_min": 0.07, "hold_frames": 2}
+    window.enroll.start_capture("Dana", str(folder))
+    qtbot.waitUntil(lambda: "Dana" in people(window), timeout=WAIT)
+    assert people(window) == {"Dana": 3}
+    assert window.enroll.capture_progress.done
+    assert all(label.text().startswith("✔") for label in window.enroll.step_labels)
+
+
+def test_settings_survive_a_restart(qtbot, open_window, tmp_path):
+    settings_file = tmp_path / "restart.ini"
+    window = open_window(settings_file)
+    page = window.settings_page
+    page.level.setCurrentIndex(page.level.findData("strict"))
+    strict = window.state.options.thresholds.accept
+    page.level.setCurrentIndex(page.level.findData("custom"))
+    page.custom.setValue(0.9)
+    assert window.state.options.thresholds.accept == pytest.approx(0.9)
+    page.level.setCurrentIndex(page.level.findData("strict"))
+    assert window.state.options.thresholds.accept == pytest.approx(strict)
+    page.min_face.setValue(64)
+    assert window.state.pipeline.detector.min_face == 64
+    page.keep_thumbnails.setChecked(False)
+    assert window.state.options.keep_thumbnails is False
+    window.close()
+
+    again = open_window(settings_file)
+    page = again.settings_page
+    assert page.level.currentData() == "strict"
+    assert page.custom.value() == pytest.approx(0.9)
+    assert page.min_face.value() == 64
+    assert not page.keep_thumbnails.isChecked()
+    assert again.state.options.thresholds.accept == pytest.approx(strict)
+    assert again.state.gallery_path == tmp_path / "gallery.db"
+    again.state.set_min_face(40)  # the pipeline is shared with the other tests
+
+
+def test_gallery_export_import_and_switch(qtbot, open_window, photos, tmp_path, monkeypatch):
+    window = open_window()
+    enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
+    page = window.settings_page
+    archive = tmp_path / "backup.faceapp"
+    page.export_gallery(str(archive), passphrase="correct horse", ask=False)
+    wait_idle(qtbot)
+    assert archive.exists() and "encrypted" in page.bulk_label.text()
+
+    # a new, empty gallery (Settings > Change...)
+    page.choose_gallery(str(tmp_path / "second.db"))
+    wait_idle(qtbot)
+    assert window.state.gallery_path == tmp_path / "second.db"
+    assert people(window) == {}
+    # the import asks for the passphrase of an encrypted export
+    monkeypatch.setattr(dialogs, "open_file", lambda *a, **k: str(archive))
+    monkeypatch.setattr(dialogs, "ask_password", lambda *a, **k: "wrong")
+    page.import_gallery()
+    wait_idle(qtbot)
+    assert "passphrase" in window.banner.text() and people(window) == {}
+    monkeypatch.setattr(dialogs, "ask_password", lambda *a, **k: "correct horse")
+    page.import_gallery()
+    wait_idle(qtbot)
+    assert people(window) == {"Bob": 2}
+    window.show_page(2)
+    qtbot.waitUntil(lambda: window.people.model.rowCount() == 1, timeout=WAIT)
+
+
+def test_missing_camera_bad_file_and_bad_gallery_show_messages(qtbot, open_window,
+                                                               tmp_path):
+    window = open_window()
+    window.show_page(0)
+    window.live.set_source("7")
+    qtbot.keyClick(window.live.view, Qt.Key.Key_Space)  # Space starts the video
+    qtbot.waitUntil(lambda: "Camera 7" in window.banner.text(), timeout=WAIT)
+    qtbot.waitUntil(lambda: not window.live.is_running, timeout=WAIT)
+
+    window.live.set_source(str(tmp_path / "missing.mp4"))
+    window.live.start()
+    qtbot.waitUntil(lambda: "missing.mp4" in window.banner.text(), timeout=WAIT)
+    assert not window.live.is_running
+
+    window.show_page(1)
+    window.enroll.start_capture("Eve", "7")
+    qtbot.waitUntil(lambda: "capture stopped" in window.enroll.capture_hint.text(),
+                    timeout=WAIT)
+
+    # a file that is not a gallery: a message, and the current gallery stays in use
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    window.settings_page.choose_gallery(str(junk))
+    wait_idle(qtbot)
+    assert "junk.db" in window.banner.text()
+    assert window.state.gallery_path == tmp_path / "gallery.db"
+    assert window.state.is_ready and window.isVisible()
+
+
+def test_damaged_gallery_at_startup_opens_the_window_with_a_message(qtbot, tmp_path):
+    """The real start-up path (models loaded in the background) with a bad gallery."""
+    junk = tmp_path / "broken.db"
+    original = os.urandom(4096)
+    junk.write_bytes(original)
+    settings = AppSettings(tmp_path / "settings.ini")
+    settings.gallery_path = junk
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: "gallery cannot be opened" in window.banner.text(), timeout=WAIT)
+    qtbot.waitUntil(lambda: window.state.pipeline is not None, timeout=WAIT)
+    assert not window.state.is_ready
+    assert not window.live.start_button.isEnabled()
+    assert junk.read_bytes() == original  # left as it was
+    # choosing another gallery in Settings makes everything usable
+    window.settings_page.choose_gallery(str(tmp_path / "good.db"))
+    qtbot.waitUntil(lambda: window.state.is_ready, timeout=WAIT)
+    assert window.live.start_button.isEnabled()
+
+
+def test_damaged_models_show_a_message_and_the_gallery_still_works(qtbot, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("FACEAPP_MODELS_DIR", str(tmp_path / "no-models"))
+    settings = AppSettings(tmp_path / "settings.ini")
+    settings.gallery_path = tmp_path / "gallery.db"
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: "face models cannot be loaded" in window.banner.text(),
+                    timeout=WAIT)
+    wait_idle(qtbot)
+    assert window.state.has_gallery and not window.state.is_ready
+    assert not window.enroll.photos_button.isEnabled()
+    window.show_page(3)
+    wait_idle(qtbot)
+    assert window.events.loaded
+
+
+def test_gui_thread_stays_responsive_during_a_bulk_import(qtbot, open_window, photos,
+                                                          tmp_path):
+    """A 10 ms timer on the GUI thread; the longest gap between its ticks while a
+    folder of 32 photos is imported is the longest stall a person would feel."""
+    window = open_window()
+    names = sorted(p.stem for p in photos.glob("img*.jpg"))[:32]
+    root = tmp_path / "many"
+    for i in range(0, len(names), 4):
+        link_folder(root / f"person{i // 4:02d}", photos, names[i:i + 4])
+
+    clock, gaps = QElapsedTimer(), []
+    clock.start()
+    last = [clock.elapsed()]
+
+    def tick():
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    started = time.perf_counter()
+    report = import_people(qtbot, window, root)
+    seconds = time.perf_counter() - started
+    timer.stop()
+    longest = max(gaps)
+    print(f"\nbulk import of {len(names)} photos in {seconds:.1f} s: longest GUI stall "
+          f"{longest} ms over {len(gaps)} ticks (median {sorted(gaps)[len(gaps) // 2]} ms)")
+    assert report.added > 20
+    assert longest < 250
+
+
+def test_no_arguments_open_the_app_and_commands_still_reach_the_cli(monkeypatch):
+    import faceapp.__main__ as entry
+    import faceapp.cli
+    import faceapp.ui.app
+
+    calls = []
+    monkeypatch.setattr(faceapp.ui.app, "run", lambda args: calls.append(("ui", args)) or 0)
+    monkeypatch.setattr(faceapp.cli, "main", lambda args: calls.append(("cli", args)) or 0)
+    assert entry.main([]) == 0
+    assert entry.main(["--gallery", "x.db"]) == 0
+    assert entry.main(["people", "list"]) == 0
+    assert calls == [("ui", []), ("ui", ["--gallery", "x.db"]), ("cli", ["people", "list"])]
+
+
+def test_screenshots_of_every_page(qtbot, open_window, photos, tmp_path):
+    """Saves one PNG per page into $FACEAPP_SCREENSHOTS (or tmp_path) to look at."""
+    out = Path(os.environ.get("FACEAPP_SCREENSHOTS") or tmp_path / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    window = open_window()
+    window.resize(1280, 820)
+    root = tmp_path / "people"
+    link_folder(root / "Alice", photos, ALICE)
+    link_folder(root / "Bob", photos, BOB + ROBERT)
+    link_folder(root / "Carol", photos, CAROL + ["couple"])
+    import_people(qtbot, window, root)
+
+    # a frame with a known face and a stranger side by side
+    left = letterbox(load_image(photos / "img6.jpg"), (480, 600))
+    right = letterbox(load_image(photos / f"{STRANGER}.jpg"), (480, 600))
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    cv2.imwrite(str(scene / "scene.jpg"), cv2.cvtColor(np.hstack([left, right]),
+                                                       cv2.COLOR_RGB2BGR))
+    run_live(qtbot, window, str(scene))
+    window.perf_label.setText("7.9 fps · detect 61 ms · align+quality 2 ms · embed 24 ms")
+
+    # a guided capture that got the first shot and waits for a turned head
+    cam = link_folder(tmp_path / "cam", photos, ["img1"] * 4)
+    window.show_page(1)
+    window.enroll.start_capture("Dana", str(cam))
+    qtbot.waitUntil(lambda: window.enroll.video.is_running, timeout=WAIT)
+    qtbot.waitUntil(lambda: not window.enroll.video.is_running, timeout=WAIT)
+    assert window.enroll.capture_progress.step == 1
+
+    window.show_page(2)
+    qtbot.waitUntil(lambda: window.people.samples.count() > 0, timeout=WAIT)
+    window.show_page(3)
+    qtbot.waitUntil(lambda: window.events.loaded, timeout=WAIT)
+    wait_idle(qtbot)
+    for i, (title, _page, _icon) in enumerate(window.pages):
+        window.show_page(i)
+        qtbot.wait(50)
+        path = out / f"{i + 1}-{title.lower()}.png"
+        assert window.grab().save(str(path))
+        assert path.stat().st_size > 10_000
+    window.live.set_source("7")
+    window.show_page(0)
+    window.live.start()
+    qtbot.waitUntil(lambda: bool(window.banner.text()), timeout=WAIT)
+    window.grab().save(str(out / "6-error-banner.png"))
