@@ -38,7 +38,8 @@ def cmd_evaluate(args) -> int:
         from .evaluate import lfw_identification
 
         report = lfw_identification(pack, args.variant or pack.manifest.get("default_variant"),
-                                    Path(args.reports) / pack.name, threads=args.threads)
+                                    Path(args.reports) / pack.name, flip=args.flip,
+                                    threads=args.threads)
         print(json.dumps(report, indent=2))
         return 0
     variants = list(pack.manifest["files"]) if args.variant == "all" else [args.variant

@@ -249,7 +249,7 @@ def evaluate_lfw(pack: ModelPack, variant: str, out_dir: Path, flip: bool = Fals
     return report
 
 
-def lfw_identification(pack: ModelPack, variant: str, out_dir: Path,
+def lfw_identification(pack: ModelPack, variant: str, out_dir: Path, flip: bool = False,
                        threads: int = 2) -> dict:
     """1:N on all of LFW: the first image of each person with two or more is their
     gallery sample; their other images are mated probes; people with one image are
@@ -259,7 +259,7 @@ def lfw_identification(pack: ModelPack, variant: str, out_dir: Path,
     images = [f"{name}/{file}" for name, files in people.items() for file in files]
     detector = MTCNNDetector.from_pack("mtcnn-v1", min_face=LFW_MIN_FACE, threads=threads)
     landmarks, found = detect_landmarks(detector, root, images)
-    embedder = Embedder(pack, variant=variant, threads=threads)
+    embedder = Embedder(pack, variant=variant, threads=threads, flip=flip)
     embeddings = embed_images(embedder, root, images, landmarks)
     owner = np.array([rel.split("/")[0] for rel in images])
     counts = {name: len(files) for name, files in people.items()}
@@ -279,7 +279,7 @@ def lfw_identification(pack: ModelPack, variant: str, out_dir: Path,
     mated_names, mated_scores = top1(mated)
     _, impostor_scores = top1(non_mated)
     correct = mated_names == owner[mated]
-    report = {"model": pack.name, "variant": variant, "benchmark": "lfw-1n",
+    report = {"model": pack.name, "variant": variant, "flip_fusion": flip, "benchmark": "lfw-1n",
               "dataset_note": "Labeled Faces in the Wild, research use only",
               "gallery_size": int(len(gallery_rows)), "mated_probes": int(len(mated)),
               "non_mated_probes": int(len(non_mated)),
@@ -290,7 +290,8 @@ def lfw_identification(pack: ModelPack, variant: str, out_dir: Path,
         report[f"dir_at_far_{far:g}"] = float((correct & (mated_scores >= threshold)).mean())
         report[f"threshold_at_far_{far:g}"] = threshold
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{pack.name}-{variant}-lfw-1n.json").write_text(json.dumps(report, indent=2))
+    stem = f"{pack.name}-{variant}{'-flip' if flip else ''}-lfw-1n"
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -50,7 +50,7 @@ class Embedder:
     """Runs one variant (e.g. int8) of an embedder pack."""
 
     def __init__(self, pack: ModelPack, variant: str | None = None, threads: int = 2,
-                 flip: bool = False, max_batch: int = 32):
+                 flip: bool | None = None, max_batch: int = 32):
         if pack.task != "embedder":
             raise ModelPackError(f"model pack '{pack.name}' is a {pack.task}, not an embedder")
         manifest = pack.manifest
@@ -63,7 +63,8 @@ class Embedder:
                 f"model pack '{pack.name}': template {self.template.name} makes "
                 f"{self.template.size} crops but the network takes {self.preprocessing.size}")
         self.dim = int(manifest["embedding_size"])
-        self.flip = flip
+        # flip fusion (face + mirror) costs a second pass; the pack says if it pays
+        self.flip = bool(manifest.get("flip_fusion", False)) if flip is None else flip
         self.max_batch = max_batch
         self._session = pack.session(self.variant, threads=threads)
         self._input = self._session.get_inputs()[0].name

@@ -54,7 +54,7 @@ class FacePipeline:
     @classmethod
     def create(cls, detector_pack: str | ModelPack = DEFAULT_DETECTOR,
                embedder_pack: str | ModelPack = DEFAULT_EMBEDDER, min_face: int = 40,
-               threads: int = 2, variant: str | None = None, flip: bool = False):
+               threads: int = 2, variant: str | None = None, flip: bool | None = None):
         detector = MTCNNDetector.from_pack(detector_pack, min_face=min_face, threads=threads)
         embedder = Embedder.from_pack(embedder_pack, variant=variant, threads=threads, flip=flip)
         return cls(detector, embedder)
