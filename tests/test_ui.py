@@ -7,6 +7,7 @@ longest GUI-thread stall during a bulk import."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from pathlib import Path
@@ -21,11 +22,15 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QDate, QElapsedTimer, QSettings, Qt, QTimer  # noqa: E402
 
 from faceapp.core.imageio import load_image  # noqa: E402
+from faceapp.core.models import packs_dir  # noqa: E402
+from faceapp.core.sources import CameraSource, ImageFolderSource  # noqa: E402
 from faceapp.core.recognize import FacePipeline  # noqa: E402
 from faceapp.ui import dialogs  # noqa: E402
 from faceapp.ui.jobs import Job  # noqa: E402
 from faceapp.ui.live import KNOWN, UNKNOWN  # noqa: E402
+from faceapp.ui.live import make_source  # noqa: E402
 from faceapp.ui.main_window import MainWindow  # noqa: E402
+from faceapp.ui.people_page import FACE_ID  # noqa: E402
 from faceapp.ui.settings import AppSettings  # noqa: E402
 
 # People in the sample photos (see master.csv)
@@ -343,6 +348,143 @@ def test_settings_survive_a_restart(qtbot, open_window, tmp_path):
     again.state.set_min_face(40)  # the pipeline is shared with the other tests
 
 
+def test_camera_defaults_reach_the_live_page_and_the_capture(qtbot, open_window, tmp_path,
+                                                            monkeypatch):
+    settings_file = tmp_path / "camera.ini"
+    window = open_window(settings_file)
+    page = window.settings_page
+    assert window.live.current_spec() == "0" and window.enroll.capture_source.text() == "0"
+    assert "always kept" in page.samples_note.text()
+    page.camera_index.setValue(2)
+    page.camera_resolution.setCurrentIndex(page.camera_resolution.findData("1280x720"))
+    assert window.live.current_spec() == "2" and window.enroll.capture_source.text() == "2"
+
+    # what the pages would open (the sources are made, never opened: no camera here)
+    made = []
+    for video in (window.live.video, window.enroll.video):
+        monkeypatch.setattr(video, "start", lambda make, analyser: made.append(make()))
+    window.live.start()
+    window.enroll.start_capture("Dana")
+    assert [(type(s), s.index, s.requested[:2]) for s in made] == \
+        [(CameraSource, 2, (1280, 720))] * 2
+    assert isinstance(make_source(str(tmp_path), camera_size=(1280, 720)), ImageFolderSource)
+    window.close()
+
+    again = open_window(settings_file)
+    assert again.settings_page.camera_index.value() == 2
+    assert again.settings_page.camera_resolution.currentData() == "1280x720"
+    assert again.enroll.capture_source.text() == "2"
+
+
+def models_with_a_copy(root: Path, name: str) -> Path:
+    """A models folder with the bundled packs and a second embedder pack: the bundled
+    one under another name (its files linked, not copied)."""
+    bundled = packs_dir()
+    root.mkdir()
+    for pack in bundled.iterdir():
+        (root / pack.name).symlink_to(pack)
+    manifest = json.loads((bundled / "dlib-resnet-v1" / "manifest.json").read_text())
+    manifest["name"] = name
+    (root / name).mkdir()
+    (root / name / "manifest.json").write_text(json.dumps(manifest))
+    for entry in manifest["files"].values():
+        if (bundled / "dlib-resnet-v1" / entry["path"]).exists():
+            (root / name / entry["path"]).symlink_to(bundled / "dlib-resnet-v1" / entry["path"])
+    return root
+
+
+def test_switching_the_model_pack_reembeds_and_recognises_with_it(
+        qtbot, open_window, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEAPP_MODELS_DIR", str(models_with_a_copy(tmp_path / "models",
+                                                                    "dlib-copy")))
+    settings_file = tmp_path / "model.ini"
+    window = open_window(settings_file)
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE))
+    enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
+    page, state, gallery = window.settings_page, window.state, window.state.gallery
+    texts = [page.model.itemText(i) for i in range(page.model.count())]
+    assert "dlib-copy (int8) · LFW accuracy 98.97%" in texts
+    assert page.model.currentData()[0] == "dlib-resnet-v1"
+    copy = next(i for i in range(page.model.count())
+                if tuple(page.model.itemData(i)) == ("dlib-copy", "int8"))
+
+    # cancelled at once: the old model stays in use, the choice goes back
+    page.model.setCurrentIndex(copy)
+    assert page.bulk_row.isVisibleTo(page) and page.bulk_cancel.isEnabled()
+    page.bulk_cancel.click()
+    wait_idle(qtbot)
+    assert "cancelled" in page.bulk_label.text()
+    assert state.pipeline.embedder.model_id == "dlib-resnet-v1:int8"
+    assert page.model.currentData()[0] == "dlib-resnet-v1"
+
+    page.model.setCurrentIndex(copy)
+    wait_idle(qtbot)
+    assert state.pipeline.embedder.model_id == "dlib-copy:int8"
+    assert gallery.faces_missing_embeddings("dlib-copy:int8") == []
+    assert gallery.models()["dlib-copy:int8"] == len(ALICE) + len(BOB)
+    assert "Now recognising with dlib-copy:int8" in page.bulk_label.text()
+    seen = run_live(qtbot, window, str(link_folder(tmp_path / "later", photos, ALICE_LATER)))
+    assert [o.label for overlays in seen for o in overlays] == ["Alice"] * len(ALICE_LATER)
+    assert AppSettings(settings_file).embedder_pack == "dlib-copy"
+
+    # the next start loads the chosen pack
+    window.close()
+    again = MainWindow(AppSettings(settings_file))
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.state.is_ready, timeout=WAIT)
+    assert again.state.pipeline.embedder.model_id == "dlib-copy:int8"
+    assert again.settings_page.model.currentIndex() == copy
+    wait_idle(qtbot)
+
+
+def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
+        qtbot, open_window, photos, tmp_path, monkeypatch):
+    window = open_window()
+    # Carol's photo was added to Alice by mistake: Carol is then named Alice
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE + CAROL))
+    gallery = window.state.gallery
+    alice = gallery.find_person("Alice").id
+    wrong = next(f.id for f in gallery.faces(alice) if CAROL[0] in f.source)
+    carol = link_folder(tmp_path / "carol", photos, CAROL)
+    assert [o.label for o in run_live(qtbot, window, str(carol))[-1]] == ["Alice"]
+
+    page = window.events
+    window.show_page(3)
+    qtbot.waitUntil(lambda: page.loaded and len(page.rows) == 1, timeout=WAIT)
+    assert not page.not_button.isEnabled()  # nothing selected
+    page.table.selectRow(0)
+    assert page.not_button.isEnabled() and page.not_button.text() == "This was not Alice…"
+    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: False)
+    page.table.setFocus()
+    qtbot.keyClick(page.table, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    wait_idle(qtbot)
+    assert not any(f.flagged for f in gallery.faces(alice))
+    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: True)
+    qtbot.keyClick(page.table, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    wait_idle(qtbot)
+    assert [f.id for f in gallery.faces(alice) if f.flagged] == [wrong]
+    assert [o.label for o in run_live(qtbot, window, str(carol))[-1]] == ["Unknown"]
+    later = link_folder(tmp_path / "later", photos, ALICE_LATER)
+    assert {o.label for o in run_live(qtbot, window, str(later))[-1]} == {"Alice"}
+
+    # People: the flagged sample is marked, and can be used again
+    people_page = window.people
+    window.show_page(2)
+    qtbot.waitUntil(lambda: people_page.samples.count() == len(ALICE) + 1, timeout=WAIT)
+    items = [people_page.samples.item(i) for i in range(people_page.samples.count())]
+    flagged = [item for item in items if "Flagged as wrong" in item.toolTip()]
+    assert [item.data(FACE_ID) for item in flagged] == [wrong]
+    assert not people_page.unflag_button.isEnabled()
+    flagged[0].setSelected(True)
+    assert people_page.unflag_button.isEnabled()
+    people_page.unflag_button.click()
+    wait_idle(qtbot)
+    assert not any(f.flagged for f in gallery.faces(alice))
+    qtbot.waitUntil(lambda: people_page.samples.count() == len(ALICE) + 1, timeout=WAIT)
+    assert not any("Flagged" in people_page.samples.item(i).toolTip()
+                   for i in range(people_page.samples.count()))
+
+
 def test_gallery_export_import_and_switch(qtbot, open_window, photos, tmp_path, monkeypatch):
     window = open_window()
     enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
@@ -522,6 +664,8 @@ def test_screenshots_of_every_page(qtbot, open_window, photos, tmp_path):
     window.show_page(3)
     qtbot.waitUntil(lambda: window.events.loaded, timeout=WAIT)
     wait_idle(qtbot)
+    named = [r for r, row in enumerate(window.events.rows) if row.who]
+    window.events.table.selectRow(named[0])  # shows "This was not <name>…"
     for i, (title, _page, _icon) in enumerate(window.pages):
         window.show_page(i)
         qtbot.wait(50)

@@ -64,7 +64,15 @@ class EnrollPage(QWidget):
         self.video.running_changed.connect(self._update_buttons)
         state.video_claimed.connect(self._video_claimed)
         state.ready_changed.connect(self._update_buttons)
+        state.options_changed.connect(self._camera_changed)
         self._update_buttons()
+
+    def _camera_changed(self) -> None:
+        """Follow the default camera of Settings unless another source was typed."""
+        camera = str(self.state.settings.camera_index)
+        if self.capture_source.text().strip() in ("", self._default_camera):
+            self.capture_source.setText(camera)
+        self._default_camera = camera
 
     # -- layout -----------------------------------------------------------------------------
     def _build_import(self) -> QWidget:
@@ -126,9 +134,10 @@ class EnrollPage(QWidget):
         box = QGroupBox("Guided capture from a camera")
         self.capture_name_edit = QLineEdit()
         self.capture_name_edit.setPlaceholderText("Name of the person in front of the camera")
-        self.capture_source = QLineEdit("0")
-        self.capture_source.setToolTip("Camera number (0 is the default camera), or a video "
-                                       "file or folder to practise with")
+        self._default_camera = str(self.state.settings.camera_index)
+        self.capture_source = QLineEdit(self._default_camera)
+        self.capture_source.setToolTip("Camera number (the default camera is chosen in "
+                                       "Settings), or a video file or folder to practise with")
         self.capture_button = QPushButton("Start capture")
         self.capture_button.clicked.connect(self.toggle_capture)
         form = QFormLayout()
@@ -276,7 +285,8 @@ class EnrollPage(QWidget):
         self.capture_name = name
         self.capture_progress = None
         enroller, options, fps = self.state.enroller, dict(self.capture_options), self.folder_fps
-        self.video.start(lambda: make_source(spec, folder_fps=fps),
+        camera_size = self.state.settings.camera_size()
+        self.video.start(lambda: make_source(spec, folder_fps=fps, camera_size=camera_size),
                          lambda: CaptureAnalyzer(enroller, **options))
         self._show_steps(0)
         self.capture_hint.setText(STEPS[0].title)

@@ -1,18 +1,24 @@
 """The Events page: the recognition log (time, face, who, score, source), filtered by
-person and date, exported to CSV."""
+person and date, exported to CSV; "This was not X" feedback on a wrong name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import cv2
+import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt
-from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit,
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ..core.align import TEMPLATES, align_faces
+from ..core.embed import Embedder
 from ..core.gallery import Event, Gallery
+from ..core.models import ModelPackError
+from ..core.recognize import OPERATING_POINTS
 from . import dialogs
 from .images import jpeg_to_qimage
 from .state import AppState
@@ -56,6 +62,35 @@ def load_events(gallery: Gallery, chosen: EventFilter) -> tuple[list[EventRow], 
     return rows, gallery.event_count()
 
 
+def flag_wrong_match(gallery: Gallery, embedder: Embedder, event: Event,
+                     bar: float) -> list[int]:
+    """"This was not X": flag X's samples that named this face X (runs in a job).
+
+    The event's thumbnail is the face aligned to the arcface112 template, so its five
+    landmarks are that template's points: it can be re-aligned for the embedder without
+    running the detector again. Every sample of X whose similarity to that face reaches
+    `bar` (a sample that would name this face X on its own), and at least the most
+    similar one, is flagged. gallery.embeddings() leaves flagged samples out, so the
+    recognizer no longer matches this face to X; nothing is deleted, and the People
+    page can unflag them."""
+    data = gallery.event_thumbnail(event.id)
+    image = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR) \
+        if data else None
+    if image is None:
+        raise ValueError("this event kept no picture of the face")
+    crop = align_faces(image[:, :, ::-1], [TEMPLATES["arcface112"].points], embedder.template)
+    vector = embedder.embed(crop)[0]
+    face_ids, person_ids, matrix = gallery.embeddings(embedder.model_id)
+    mine = person_ids == event.person_id
+    if not mine.any():
+        return []
+    ids, scores = face_ids[mine], matrix[mine] @ vector
+    chosen = {int(ids[np.argmax(scores)])} | {int(i) for i in ids[scores >= bar]}
+    for face_id in sorted(chosen):
+        gallery.flag_face(face_id)
+    return sorted(chosen)
+
+
 def _date_edit() -> QDateEdit:
     edit = QDateEdit(QDate.currentDate())
     edit.setCalendarPopup(True)
@@ -92,6 +127,13 @@ class EventsPage(QWidget):
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("Ctrl+E")
         self.export_button.clicked.connect(lambda: self.export_csv())
+        self.not_action = QAction("This was not…", self)
+        self.not_action.setShortcut(QKeySequence("Ctrl+N"))
+        self.not_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.not_action.triggered.connect(lambda: self.not_this_person())
+        self.addAction(self.not_action)
+        self.not_button = QPushButton("This was not…")
+        self.not_button.clicked.connect(self.not_action.trigger)
 
         row = QHBoxLayout()
         row.addWidget(QLabel("Who:"))
@@ -102,6 +144,7 @@ class EventsPage(QWidget):
         row.addWidget(self.use_to)
         row.addWidget(self.to_date)
         row.addStretch(1)
+        row.addWidget(self.not_button)
         row.addWidget(refresh_button)
         row.addWidget(self.export_button)
 
@@ -113,6 +156,9 @@ class EventsPage(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.table.addAction(self.not_action)
+        self.table.itemSelectionChanged.connect(self._update_not_action)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
@@ -131,6 +177,8 @@ class EventsPage(QWidget):
         state.events_changed.connect(self._events_changed)
         state.gallery_changed.connect(self._gallery_changed)
         state.ready_changed.connect(self._gallery_changed)
+        state.ready_changed.connect(self._update_not_action)
+        self._update_not_action()
 
     # -- filter -----------------------------------------------------------------------------
     def current_filter(self) -> EventFilter:
@@ -219,6 +267,58 @@ class EventsPage(QWidget):
             shown += f" (the newest {LIMIT})"
         self.count_label.setText(f"{shown} · {total} in the log")
         self.loaded = True
+        self._update_not_action()
+
+    # -- "this was not X" ---------------------------------------------------------------------
+    def selected_row(self) -> EventRow | None:
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        return self.rows[rows.pop()] if len(rows) == 1 and max(rows) < len(self.rows) else None
+
+    def _update_not_action(self) -> None:
+        row = self.selected_row()
+        named = row is not None and row.who is not None and row.event.person_id is not None
+        usable = named and row.event.has_thumbnail and self.state.is_ready
+        text = f"This was not {row.who}…" if named else "This was not…"
+        self.not_action.setText(text)
+        self.not_button.setText(text)
+        self.not_action.setEnabled(usable)
+        self.not_button.setEnabled(usable)
+        if usable:
+            tip = "Ctrl+N: the samples of this person that matched this face stop being used"
+        elif named:
+            tip = ("No picture of this face was kept, so the samples that matched it cannot "
+                   "be found: check the person's samples on the People page")
+        else:
+            tip = "Select an event that names a person"
+        self.not_button.setToolTip(tip)
+
+    def not_this_person(self) -> None:
+        row = self.selected_row()
+        if row is None or row.who is None or not self.not_action.isEnabled():
+            return
+        name = row.who
+        if not dialogs.confirm(self, f"This was not {name}",
+                               f"Stop using {name}'s samples that match this face? They are "
+                               "flagged, not deleted: they stay on the People page, where "
+                               "they can be unflagged.", "Flag samples"):
+            return
+        state, event = self.state, row.event
+        embedder, gallery = state.pipeline.embedder, state.gallery
+        # the lenient operating point (or the threshold in use, if lower): every sample
+        # that could name this face at any of the offered settings
+        try:
+            lenient = embedder.threshold(OPERATING_POINTS["lenient"])
+        except ModelPackError:
+            lenient = 1.0
+        bar = min(lenient, state.threshold_value() or 1.0)
+
+        def done(flagged: list[int]) -> None:
+            state.message.emit(f"Flagged {len(flagged)} of {name}'s samples as not matching "
+                               "this face; they are no longer used.")
+            state.gallery_changed.emit()
+
+        state.run(lambda job: flag_wrong_match(gallery, embedder, event, bar), done,
+                  what=f"Flagging {name}'s samples")
 
     # -- export ----------------------------------------------------------------------------
     def export_csv(self, path: str | None = None) -> None:

@@ -23,7 +23,8 @@ from PySide6.QtGui import QImage
 
 from ..core.detect import Face
 from ..core.recognize import Recognizer
-from ..core.sources import Frame, FrameSource, ImageFolderSource, VideoFileSource, open_source
+from ..core.sources import (CameraSource, Frame, FrameSource, ImageFolderSource,
+                            VideoFileSource, open_source)
 from .images import shrink, to_qimage
 from .jobs import describe
 
@@ -120,10 +121,14 @@ class RecognizeAnalyzer:
         return overlays, result.timings_ms, None
 
 
-def make_source(spec: str, folder_fps: float | None = 1.0, loop: bool = False) -> FrameSource:
+def make_source(spec: str, folder_fps: float | None = 1.0, loop: bool = False,
+                camera_size: tuple[int, int] | None = None) -> FrameSource:
     """The source for what the person typed; folders are paced so each photo can be
-    seen, video files play at their own speed (raises SourceError)."""
+    seen, video files play at their own speed, cameras are asked for camera_size
+    (raises SourceError)."""
     source = open_source(spec)
+    if isinstance(source, CameraSource) and camera_size:
+        return CameraSource(source.index, *camera_size)
     if isinstance(source, ImageFolderSource):
         return ImageFolderSource(source.path, fps=folder_fps)
     if isinstance(source, VideoFileSource):

@@ -57,8 +57,9 @@ class LivePage(QWidget):
             "Camera number, video file, folder of photos or rtsp:// address")
         self.source_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.source_box.setMinimumContentsLength(30)
-        if state.settings.last_source:
-            self.source_box.setEditText(state.settings.last_source)
+        # the last source used, else the default camera chosen in Settings
+        self.source_box.setEditText(state.settings.last_source or
+                                    f"Camera {state.settings.camera_index}")
         self.source_box.lineEdit().returnPressed.connect(self.start)
 
         style = self.style()
@@ -98,7 +99,16 @@ class LivePage(QWidget):
 
         state.video_claimed.connect(self._video_claimed)
         state.ready_changed.connect(self._update_buttons)
+        state.options_changed.connect(self._camera_changed)
+        self._default_camera = state.settings.camera_index
         self._update_buttons()
+
+    def _camera_changed(self) -> None:
+        """Follow the default camera of Settings unless another source was chosen."""
+        camera = self.state.settings.camera_index
+        if self.source_box.currentText().strip() in ("", f"Camera {self._default_camera}"):
+            self.source_box.setEditText(f"Camera {camera}")
+        self._default_camera = camera
 
     # -- sources -----------------------------------------------------------------------------
     def current_spec(self) -> str:
@@ -130,7 +140,7 @@ class LivePage(QWidget):
             typed = self.source_box.currentText()
             self.source_box.clear()
             self.source_box.addItems([f"Camera {i}" for i in indexes])
-            self.source_box.setEditText(typed or (f"Camera {indexes[0]}" if indexes else ""))
+            self.source_box.setEditText(typed)
             self.state.message.emit(f"{len(indexes)} camera(s) found" if indexes
                                     else "No camera found")
 
@@ -159,12 +169,14 @@ class LivePage(QWidget):
         self.state.video_claimed.emit(self)
         state, folder_fps, loop = self.state, self.folder_fps, self.loop_videos
         pipeline, gallery = state.pipeline, state.gallery
+        camera_size = state.settings.camera_size()
         self.names_seen.clear()
         self.current_frame = None
         self.view.set_frame(None)
         self.view.set_placeholder(f"Opening {spec}…")
         self.faces_label.setText("")
-        self.video.start(lambda: make_source(spec, folder_fps=folder_fps, loop=loop),
+        self.video.start(lambda: make_source(spec, folder_fps=folder_fps, loop=loop,
+                                             camera_size=camera_size),
                          lambda: RecognizeAnalyzer(pipeline, gallery, lambda: state.options))
         if not has_password(spec):
             state.settings.last_source = spec

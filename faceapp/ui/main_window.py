@@ -28,6 +28,7 @@ SHORTCUTS = """
 <tr><td><b>Ctrl+I</b></td><td>import photos of a person</td></tr>
 <tr><td><b>Ctrl+Shift+I</b></td><td>import a folder of people</td></tr>
 <tr><td><b>Ctrl+E</b></td><td>export the events to CSV</td></tr>
+<tr><td><b>Ctrl+N</b></td><td>"This was not …" on the selected event (Events page)</td></tr>
 <tr><td><b>F2</b></td><td>rename the selected person</td></tr>
 <tr><td><b>Delete</b></td><td>delete the selected person or samples (asks first)</td></tr>
 <tr><td><b>Ctrl+F</b></td><td>search people</td></tr>

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSize, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtGui import (QAction, QIcon, QImage, QPainter, QPixmap, QStandardItem,
+                           QStandardItemModel)
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QLineEdit,
                                QListView, QListWidget, QListWidgetItem, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
@@ -20,6 +21,9 @@ from .widgets import heading, muted
 PERSON_ID = Qt.ItemDataRole.UserRole + 1
 NAME = Qt.ItemDataRole.UserRole + 2
 FACE_ID = Qt.ItemDataRole.UserRole + 3
+FLAGGED = Qt.ItemDataRole.UserRole + 4
+FLAGGED_TIP = ("Flagged as wrong (\"This was not …\" on the Events page): not used for "
+               "recognition. Unflag it to use it again.")
 GRID_ICON = 96
 SAMPLE_ICON = 112
 PORTRAIT = 160
@@ -45,9 +49,23 @@ def load_cards(gallery: Gallery) -> list[PersonCard]:
     return cards
 
 
-def load_samples(gallery: Gallery, person_id: int) -> list[tuple[int, str, QImage]]:
-    return [(f.id, f.source, thumbnail(gallery.face_crop(f.id), SAMPLE_ICON))
-            for f in gallery.faces(person_id)]
+def dimmed(image: QImage) -> QImage:
+    """The picture faded onto a light background (any thread: it is a QImage)."""
+    faded = QImage(image.size(), QImage.Format.Format_RGB888)
+    faded.fill(Qt.GlobalColor.white)
+    painter = QPainter(faded)
+    painter.setOpacity(0.35)
+    painter.drawImage(0, 0, image)
+    painter.end()
+    return faded
+
+
+def load_samples(gallery: Gallery, person_id: int) -> list[tuple[int, str, bool, QImage]]:
+    samples = []
+    for f in gallery.faces(person_id):
+        image = thumbnail(gallery.face_crop(f.id), SAMPLE_ICON)
+        samples.append((f.id, f.source, f.flagged, dimmed(image) if f.flagged else image))
+    return samples
 
 
 def placeholder_icon() -> QIcon:
@@ -135,9 +153,19 @@ class PeoplePage(QWidget):
         self.samples.itemSelectionChanged.connect(self._update_buttons)
         self.remove_button = QPushButton("Remove selected samples")
         self.remove_button.clicked.connect(lambda: self.remove_selected_samples())
+        self.unflag_button = QPushButton("Unflag")
+        self.unflag_button.setToolTip("Use the selected flagged samples for recognition again")
+        self.unflag_button.clicked.connect(lambda: self.unflag_selected_samples())
+        unflag = QAction("Unflag (use for recognition again)", self.samples)
+        unflag.triggered.connect(lambda: self.unflag_selected_samples())
+        remove = QAction("Remove…", self.samples)
+        remove.triggered.connect(lambda: self.remove_selected_samples())
+        self.samples.addActions([unflag, remove])
+        self.samples.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         samples_row = QHBoxLayout()
         samples_row.addWidget(QLabel("<b>Samples</b>"))
         samples_row.addStretch(1)
+        samples_row.addWidget(self.unflag_button)
         samples_row.addWidget(self.remove_button)
 
         self.detail = QWidget()
@@ -248,18 +276,23 @@ class PeoplePage(QWidget):
         if person_id != self.selected_id:
             return
         self.samples.clear()
-        for face_id, source, image in samples:
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), "")
+        for face_id, source, flagged, image in samples:
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), "flagged" if flagged else "")
             item.setData(FACE_ID, face_id)
-            item.setToolTip(source or "no source recorded")
+            item.setData(FLAGGED, flagged)
+            tip = source or "no source recorded"
+            item.setToolTip(f"{FLAGGED_TIP}\n{tip}" if flagged else tip)
             self.samples.addItem(item)
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         chosen = self.selected_id is not None
         for button in (self.rename_button, self.merge_button, self.delete_button):
             button.setEnabled(chosen)
         self.merge_button.setEnabled(chosen and len(self.cards) > 1)
-        self.remove_button.setEnabled(bool(self.samples.selectedItems()))
+        selected = self.samples.selectedItems()
+        self.remove_button.setEnabled(bool(selected))
+        self.unflag_button.setEnabled(any(item.data(FLAGGED) for item in selected))
 
     # -- actions ----------------------------------------------------------------------------
     def _changed(self, note: str):
@@ -317,6 +350,20 @@ class PeoplePage(QWidget):
         self.selected_id = None
         self.state.run(lambda job: gallery.delete_person(p.id),
                        self._changed(f"{p.name} deleted"), what=f"Deleting {p.name}")
+
+    def unflag_selected_samples(self) -> None:
+        face_ids = [item.data(FACE_ID) for item in self.samples.selectedItems()
+                    if item.data(FLAGGED)]
+        if not face_ids:
+            return
+        gallery = self.state.gallery
+
+        def work(job):
+            for face_id in face_ids:
+                gallery.flag_face(face_id, False)
+
+        self.state.run(work, self._changed(f"{len(face_ids)} sample(s) used again"),
+                       what="Unflagging samples")
 
     def remove_selected_samples(self) -> None:
         face_ids = [item.data(FACE_ID) for item in self.samples.selectedItems()]

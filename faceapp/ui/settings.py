@@ -10,13 +10,16 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from ..core.paths import default_gallery_path
-from ..core.recognize import OPERATING_POINTS
+from ..core.recognize import DEFAULT_EMBEDDER, OPERATING_POINTS
 
 THRESHOLD_LEVELS = (*OPERATING_POINTS, "custom")  # strict, balanced, lenient, custom
 DEFAULT_LEVEL = "balanced"
 DEFAULT_CUSTOM = 0.92
 DEFAULT_MIN_FACE = 40
 MIN_FACE_RANGE = (20, 400)
+# What a camera is asked for (the driver may choose another size); None: its own default
+CAMERA_SIZES = {"default": None, "640x480": (640, 480), "1280x720": (1280, 720),
+                "1920x1080": (1920, 1080)}
 
 
 def _as_bool(value) -> bool:
@@ -82,6 +85,45 @@ class AppSettings:
     @min_face.setter
     def min_face(self, value: int) -> None:
         self._set("recognition/min_face", int(value))
+
+    @property
+    def embedder_pack(self) -> str:
+        return str(self._get("recognition/embedder", DEFAULT_EMBEDDER)) or DEFAULT_EMBEDDER
+
+    @property
+    def embedder_variant(self) -> str | None:
+        """None: the pack's default variant."""
+        return str(self._get("recognition/embedder_variant", "")) or None
+
+    def set_embedder(self, pack: str, variant: str | None) -> None:
+        self._set("recognition/embedder", pack)
+        self._set("recognition/embedder_variant", variant or "")
+
+    # -- camera -------------------------------------------------------------------------
+    @property
+    def camera_index(self) -> int:
+        try:
+            return max(0, int(self._get("camera/index", 0)))
+        except (TypeError, ValueError):
+            return 0
+
+    @camera_index.setter
+    def camera_index(self, index: int) -> None:
+        self._set("camera/index", int(index))
+
+    @property
+    def camera_resolution(self) -> str:
+        value = str(self._get("camera/resolution", "default"))
+        return value if value in CAMERA_SIZES else "default"
+
+    @camera_resolution.setter
+    def camera_resolution(self, value: str) -> None:
+        if value not in CAMERA_SIZES:
+            raise ValueError(f"unknown camera resolution {value!r}")
+        self._set("camera/resolution", value)
+
+    def camera_size(self) -> tuple[int, int] | None:
+        return CAMERA_SIZES[self.camera_resolution]
 
     # -- storage ------------------------------------------------------------------
     @property

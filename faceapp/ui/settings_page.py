@@ -1,6 +1,6 @@
-"""The Settings page: recognition threshold, smallest face, gallery file, event
-thumbnails, and the gallery's export / import / re-embedding. Every change is kept
-at once (QSettings)."""
+"""The Settings page: face model, recognition threshold, smallest face, default camera,
+gallery file, event thumbnails, and the gallery's export / import / re-embedding.
+Every change is kept at once (QSettings)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLineEdit, QProgressBar,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..core.archive import ENC_MAGIC, export_gallery, import_gallery
+from ..core.enroll import Enroller
+from ..core.models import available_packs
 from ..core.recognize import OPERATING_POINTS
 from . import dialogs
 from .jobs import Job
-from .settings import MIN_FACE_RANGE, THRESHOLD_LEVELS
+from .settings import CAMERA_SIZES, MIN_FACE_RANGE, THRESHOLD_LEVELS
 from .state import AppState
 from .widgets import muted
 
@@ -26,6 +28,27 @@ LEVEL_TEXT = {
     "custom": "Custom cosine similarity",
 }
 
+RESOLUTION_TEXT = {"default": "The camera's own", "640x480": "640 × 480",
+                   "1280x720": "1280 × 720 (HD)", "1920x1080": "1920 × 1080 (Full HD)"}
+
+
+def embedder_choices() -> list[tuple[str, str, str, str]]:
+    """(pack, variant, text, tooltip) for each embedder pack variant on disk, with its
+    LFW accuracy when the manifest has one."""
+    choices = []
+    for pack in available_packs("embedder"):
+        default = pack.manifest.get("default_variant")
+        for variant in sorted(pack.manifest["files"], key=lambda v: v != default):
+            if not pack.has_file(variant):
+                continue
+            lfw = pack.manifest.get("evaluation", {}).get("lfw", {}).get(variant, {})
+            accuracy = lfw.get("accuracy_mean")
+            text = f"{pack.name} ({variant})"
+            if accuracy:
+                text += f" · LFW accuracy {accuracy:.2%}"
+            choices.append((pack.name, variant, text, pack.manifest.get("description", "")))
+    return choices
+
 
 class SettingsPage(QWidget):
     def __init__(self, state: AppState, parent=None):
@@ -35,6 +58,10 @@ class SettingsPage(QWidget):
         settings = state.settings
 
         # recognition
+        self.model = QComboBox()
+        for pack, variant, text, tip in embedder_choices():
+            self.model.addItem(text, (pack, variant))
+            self.model.setItemData(self.model.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.level = QComboBox()
         for level in THRESHOLD_LEVELS:
             self.level.addItem(LEVEL_TEXT[level], level)
@@ -55,6 +82,12 @@ class SettingsPage(QWidget):
                                  "for; larger values make detection faster")
         self.keep_thumbnails = QCheckBox("Keep a small picture of each face in the event log")
         self.keep_thumbnails.setChecked(settings.keep_thumbnails)
+        # Samples cannot be made optional: the gallery's templates belong to one model,
+        # and the stored face pictures are what a new model's templates are made from.
+        self.samples_note = muted(
+            "Enrollment samples (one face picture per sample) are always kept: they are "
+            "needed to compute new templates when the face model changes. Remove them "
+            "on the People page.")
         threshold_row = QHBoxLayout()
         threshold_row.addWidget(self.level)
         threshold_row.addWidget(self.custom)
@@ -64,10 +97,39 @@ class SettingsPage(QWidget):
         min_face_row.addStretch(1)
         recognition = QGroupBox("Recognition")
         form = QFormLayout(recognition)
+        form.addRow("Face model:", self.model)
+        form.addRow("", muted("Changing the model computes its templates from the stored "
+                              "samples (progress below, can be cancelled); until it is done "
+                              "the current model stays in use."))
         form.addRow("Threshold:", threshold_row)
         form.addRow("", self.threshold_note)
         form.addRow("Smallest face:", min_face_row)
         form.addRow("Event log:", self.keep_thumbnails)
+        form.addRow("", self.samples_note)
+
+        # camera defaults
+        self.camera_index = QSpinBox()
+        self.camera_index.setRange(0, 9)
+        self.camera_index.setPrefix("Camera ")
+        self.camera_index.setValue(settings.camera_index)
+        self.camera_index.setToolTip("Used by the Live page and the guided capture")
+        self.camera_resolution = QComboBox()
+        for key in CAMERA_SIZES:
+            self.camera_resolution.addItem(RESOLUTION_TEXT[key], key)
+        self.camera_resolution.setCurrentIndex(
+            self.camera_resolution.findData(settings.camera_resolution))
+        self.camera_resolution.setToolTip("What the camera is asked for; some cameras pick "
+                                          "the nearest size they support")
+        camera = QGroupBox("Camera")
+        camera_form = QFormLayout(camera)
+        camera_row = QHBoxLayout()
+        camera_row.addWidget(self.camera_index)
+        camera_row.addWidget(QLabel("at"))
+        camera_row.addWidget(self.camera_resolution)
+        camera_row.addStretch(1)
+        camera_form.addRow("Default camera:", camera_row)
+        camera_form.addRow("", muted("Used by the Live page and the guided capture when "
+                                     "a camera is the source."))
 
         # gallery file
         self.gallery_path = QLineEdit(str(state.gallery_path))
@@ -127,6 +189,7 @@ class SettingsPage(QWidget):
         column_layout = QVBoxLayout(column)
         column_layout.setContentsMargins(0, 0, 0, 0)
         column_layout.addWidget(recognition)
+        column_layout.addWidget(camera)
         column_layout.addWidget(storage)
         column_layout.addWidget(backup)
         column_layout.addStretch(1)
@@ -139,10 +202,70 @@ class SettingsPage(QWidget):
         self.custom.valueChanged.connect(self._threshold_changed)
         self.min_face.valueChanged.connect(state.set_min_face)
         self.keep_thumbnails.toggled.connect(state.set_keep_thumbnails)
+        self.camera_index.valueChanged.connect(self._camera_changed)
+        self.camera_resolution.currentIndexChanged.connect(self._camera_changed)
+        self.model.currentIndexChanged.connect(self._model_chosen)
         state.options_changed.connect(self._show_threshold)
         state.ready_changed.connect(self._update_buttons)
+        state.ready_changed.connect(self._show_model)
         self._show_threshold()
+        self._show_model()
         self._update_buttons()
+
+    def _camera_changed(self, *_) -> None:
+        self.state.set_camera(self.camera_index.value(), self.camera_resolution.currentData())
+
+    # -- face model --------------------------------------------------------------------------
+    def _active_model(self) -> tuple[str, str | None]:
+        if self.state.pipeline is not None:
+            embedder = self.state.pipeline.embedder
+            return embedder.pack.name, embedder.variant
+        return self.state.settings.embedder_pack, self.state.settings.embedder_variant
+
+    def _show_model(self) -> None:
+        """Select the model in use (also after a cancelled or failed switch)."""
+        pack, variant = self._active_model()
+        index = next((i for i in range(self.model.count())
+                      if self.model.itemData(i)[0] == pack
+                      and variant in (None, self.model.itemData(i)[1])), -1)
+        self.model.blockSignals(True)
+        self.model.setCurrentIndex(index)
+        self.model.blockSignals(False)
+
+    def _model_chosen(self, index: int) -> None:
+        if index < 0 or tuple(self.model.itemData(index)) == self._active_model():
+            return
+        if not self.state.is_ready or self.bulk_job is not None:
+            self.state.error.emit("Wait for the models and the running task, then change "
+                                  "the face model.")
+            self._show_model()
+            return
+        self.switch_model(*self.model.itemData(index))
+
+    def switch_model(self, pack: str, variant: str) -> None:
+        """Load the other embedder and compute its templates for every stored sample in
+        the background; only then does recognition use it (cancel: nothing changes)."""
+        state, gallery = self.state, self.state.gallery
+        old = state.pipeline.embedder.model_id
+
+        def work(job):
+            pipeline = state.with_embedder(pack, variant)
+            enroller, count = Enroller(pipeline, gallery), 0
+            # a second round catches samples enrolled (with the old model) meanwhile
+            while not job.cancelled() and (n := enroller.reembed(job.report, job.cancelled)):
+                count += n
+            return pipeline, count, job.cancelled()
+
+        def done_text(result) -> str:
+            pipeline, count, cancelled = result
+            if cancelled:
+                return (f"Model change cancelled: still recognising with {old}. The "
+                        "templates computed so far are kept, so a new try is quicker.")
+            state.use_pipeline(pipeline)
+            return (f"Now recognising with {pipeline.embedder.model_id} "
+                    f"({count} template(s) computed).")
+
+        self._run_bulk(work, f"Switching to {pack} ({variant})", done_text, cancellable=True)
 
     # -- recognition ---------------------------------------------------------------------------
     def _threshold_changed(self, *_) -> None:
@@ -178,6 +301,7 @@ class SettingsPage(QWidget):
         for button in (self.export_button, self.import_button):
             button.setEnabled(idle and self.state.has_gallery)
         self.reembed_button.setEnabled(idle and self.state.is_ready)
+        self.model.setEnabled(idle and self.state.is_ready)
         if idle:
             self.bulk_cancel.setEnabled(False)
 
@@ -213,6 +337,7 @@ class SettingsPage(QWidget):
         self.bulk_progress.setRange(0, 1)
         self.bulk_progress.setValue(0)
         self._update_buttons()
+        self._show_model()
 
     def cancel_bulk(self) -> None:
         if self.bulk_job is not None:

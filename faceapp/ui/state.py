@@ -12,7 +12,8 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from ..core.enroll import Enroller
 from ..core.gallery import Gallery
 from ..core.paths import ensure_private_dir
-from ..core.recognize import FacePipeline, Thresholds
+from ..core.embed import Embedder
+from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline, Thresholds
 from .jobs import Job
 from .settings import AppSettings
 
@@ -34,7 +35,7 @@ class AppState(QObject):
     ready_changed = Signal()  # the gallery or the models became available (or went away)
     gallery_changed = Signal()  # people or samples changed through this app
     events_changed = Signal()  # new events were logged
-    options_changed = Signal()  # threshold, minimum face size, thumbnails
+    options_changed = Signal()  # threshold, minimum face size, thumbnails, camera
     video_claimed = Signal(object)  # a page started a video worker; others stop theirs
     error = Signal(str)  # something failed: the window shows it in its banner
     message = Signal(str)  # a passing note for the status bar
@@ -77,6 +78,7 @@ class AppState(QObject):
             self.ready_changed.emit()
             return
         path, min_face = self.gallery_path, self.settings.min_face
+        pack, variant = self.settings.embedder_pack, self.settings.embedder_variant
         self.loading = True
 
         def work(job):
@@ -89,9 +91,16 @@ class AppState(QObject):
                                   "Choose another file in Settings.")
             if want_models:
                 try:
-                    pipeline = FacePipeline.create(min_face=min_face, threads=2)
+                    pipeline = FacePipeline.create(embedder_pack=pack, variant=variant,
+                                                   min_face=min_face, threads=2)
                 except Exception as exc:
                     errors.append(f"The face models cannot be loaded: {exc}")
+                    if pack != DEFAULT_EMBEDDER or variant:  # the chosen pack went away
+                        try:
+                            pipeline = FacePipeline.create(min_face=min_face, threads=2)
+                            errors[-1] += f" Using {DEFAULT_EMBEDDER} instead."
+                        except Exception:
+                            pass
             return gallery, pipeline, errors
 
         def loaded(result):
@@ -139,6 +148,28 @@ class AppState(QObject):
             # read by the detector at the start of each detect(): safe while it runs
             self.pipeline.detector.min_face = max(self.pipeline.detector.cell, int(pixels))
         self.options_changed.emit()
+
+    def set_camera(self, index: int, resolution: str) -> None:
+        self.settings.camera_index = index
+        self.settings.camera_resolution = resolution
+        self.options_changed.emit()
+
+    # -- face model -------------------------------------------------------------------------
+    def with_embedder(self, pack: str, variant: str | None) -> FacePipeline:
+        """A pipeline with another embedder and the current detector (any thread)."""
+        return FacePipeline(self.pipeline.detector,
+                            Embedder.from_pack(pack, variant=variant, threads=2))
+
+    def use_pipeline(self, pipeline: FacePipeline) -> None:
+        """Recognise with this pipeline from now on (its samples are already embedded);
+        running videos stop, as they use the old model."""
+        self.video_claimed.emit(self)
+        self.pipeline = pipeline
+        embedder = pipeline.embedder
+        self.settings.set_embedder(embedder.pack.name, embedder.variant)
+        self._update_options()
+        self.ready_changed.emit()
+        self.message.emit(f"Recognising with {embedder.model_id}")
 
     def threshold_value(self) -> float | None:
         thresholds = self.options.thresholds
