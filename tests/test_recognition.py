@@ -205,3 +205,15 @@ def test_switching_models_reembeds_from_stored_crops(pipeline, enrolled):
     assert count == 3 and enrolled.faces_missing_embeddings(model_id) == []
     np.testing.assert_allclose(np.sort(after @ after.T, axis=None),
                                np.sort(before @ before.T, axis=None), atol=1e-5)
+
+
+def test_flip_fusion_is_mirror_invariant(pipeline, photos):
+    embedder = pipeline.embedder
+    assert embedder.flip  # the teacher pack's manifest asks for it (it measured better)
+    crops = np.stack([a.crop for a in pipeline.analyze(load_image(photos / "couple.jpg"))])
+    fused = embedder.embed(crops)
+    raw = embedder.raw(crops) + embedder.raw(crops[:, :, ::-1])
+    np.testing.assert_allclose(fused, raw / np.linalg.norm(raw, axis=1, keepdims=True),
+                               atol=1e-5)
+    np.testing.assert_allclose(embedder.embed(crops[:, :, ::-1]), fused, atol=1e-5)
+    assert np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
