@@ -1,4 +1,4 @@
-"""`python -m faceapp`: the command line (the desktop app will open with no arguments)."""
+"""`python -m faceapp`: the desktop app with no arguments, `--self-test`, or a command."""
 
 from __future__ import annotations
 
