@@ -28,11 +28,11 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=int, default=1000)
     args = parser.parse_args(argv)
 
-    from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
     from faceapp.ui.main_window import MainWindow
     from faceapp.ui.settings import AppSettings
+    from faceapp.ui.stall import StallMeter
     from trainer.data import shared_data_root
 
     tmp = Path(tempfile.mkdtemp())
@@ -62,24 +62,15 @@ def main(argv=None) -> int:
             time.sleep(0.005)
 
     wait(lambda: window.state.is_ready, 120)
-    clock, gaps, last = QElapsedTimer(), [], [0]
-    clock.start()
-
-    def tick():
-        now = clock.elapsed()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    meter = StallMeter()
     window.show_page(1)
     started = time.perf_counter()
-    timer.start()
+    meter.start()
     window.enroll.import_folder(str(root))
     wait(lambda: window.enroll.importing, 10)
     wait(lambda: not window.enroll.importing, 3600)
-    timer.stop()
+    meter.stop()
+    gaps = meter.gaps
     seconds = time.perf_counter() - started
     report = window.enroll.last_report
     print(f"{count} photos imported in {seconds:.1f} s ({count / seconds:.1f}/s; "
