@@ -33,6 +33,23 @@ def cmd_evaluate(args) -> int:
     from .packs import update_manifest
 
     pack = ModelPack.load(args.model)
+    if args.benchmark == "lfw-low":
+        from .evaluate import degraded_summary, evaluate_degraded
+
+        variants = list(pack.manifest["files"]) if args.variant == "all" else [
+            args.variant or pack.manifest.get("default_variant", "int8")]
+        evaluation = dict(pack.manifest.get("evaluation", {}))
+        for variant in variants:
+            report = evaluate_degraded(pack, variant, Path(args.reports) / pack.name,
+                                       flip=args.flip, threads=args.threads)
+            print(degraded_summary(report))
+            key = variant + ("+flip" if args.flip else "")
+            evaluation.setdefault("lfw_low", {})[key] = {
+                k: report[k] for k in ("high_high", "low_high", "low_low",
+                                       "low_images_without_detection")}
+        if args.update_manifest:
+            update_manifest(pack.path, evaluation=evaluation)
+        return 0
     if args.benchmark == "lfw-1n":
         from .evaluate import lfw_identification
 
@@ -70,6 +87,57 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _student_config(args):
+    from .distill import DistillConfig
+
+    config = DistillConfig()
+    if args.config:
+        config = DistillConfig.from_dict(json.loads(Path(args.config).read_text()))
+    student = dict(config.student.to_dict())
+    for key in ("arch", "width", "input_size", "act"):
+        value = getattr(args, key)
+        if value is not None:
+            student[key] = value
+    overrides = {key: getattr(args, key) for key in
+                 ("epochs", "batch_size", "lr", "distill_loss", "alpha", "arcface_weight",
+                  "init", "seed", "limit") if getattr(args, key) is not None}
+    if args.clean:
+        overrides["robust"] = False
+    data = config.to_dict()
+    data.update(overrides)
+    data["student"] = student
+    return DistillConfig.from_dict(data)
+
+
+def cmd_distill(args) -> int:
+    from .distill import Run
+
+    config = None if args.resume_only else _student_config(args)
+    name = args.name or (config.student.slug if config else None)
+    if not name:
+        raise SystemExit("--name is needed with --resume-only")
+    run = Run(name, config)
+    result = run.train(device=args.device, max_minutes=args.max_minutes, threads=args.threads)
+    state = "finished" if result["finished"] else "paused (run the same command to resume)"
+    print(f"run '{name}' {state} after epoch {result['epoch']}: {run.folder}")
+    if result["log"]:
+        print(json.dumps(result["log"][-1]))
+    if result["finished"] and args.export:
+        from .students import export_student
+        print(f"wrote student pack {export_student(run)}")
+    return 0
+
+
+def cmd_export_student(args) -> int:
+    from .distill import Run
+    from .students import export_student
+
+    path = export_student(Run(args.run), pack_name=args.pack_name,
+                          out_root=Path(args.out_root) if args.out_root else None)
+    print(f"wrote student pack {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure an embedder pack on a benchmark")
     p.add_argument("--model", required=True, help="pack name or folder")
-    p.add_argument("--benchmark", default="lfw", choices=["lfw", "lfw-1n"],
-                   help="lfw: 6,000-pair verification; lfw-1n: 1:N identification")
+    p.add_argument("--benchmark", default="lfw", choices=["lfw", "lfw-1n", "lfw-low"],
+                   help="lfw: 6,000-pair verification; lfw-1n: 1:N identification; "
+                        "lfw-low: the pairs with degraded images (High/Low protocols)")
     p.add_argument("--variant", help="int8, fp32 or all (default: the pack's default)")
     p.add_argument("--flip", action="store_true", help="flip fusion (face + mirror)")
     p.add_argument("--threads", type=int, default=2)
@@ -96,6 +165,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-manifest", action="store_true",
                    help="store the figures and operating thresholds in the manifest")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("distill", help="distill a student from the teacher (resumable)")
+    p.add_argument("--name", help="run name (default: from the architecture options)")
+    p.add_argument("--config", help="JSON file with a DistillConfig (options override it)")
+    p.add_argument("--arch", help="mobilefacenet, mobiface or vargfacenet")
+    p.add_argument("--width", type=float, help="width multiplier")
+    p.add_argument("--input-size", type=int, help="112, 96, 80 or 64")
+    p.add_argument("--act", help="relu, leaky, prelu or prelu-split")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--distill-loss", choices=["eq4", "eq5"])
+    p.add_argument("--alpha", type=float, help="weight of the distillation loss")
+    p.add_argument("--arcface-weight", type=float, help="0 turns the ArcFace term off")
+    p.add_argument("--init", help="run to start from (recursive distillation)")
+    p.add_argument("--clean", action="store_true",
+                   help="no degradation of the student's inputs (only flips)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--limit", type=int, help="use only the first N training faces")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    p.add_argument("--resume-only", action="store_true", help="resume --name as saved")
+    p.add_argument("--export", action="store_true", help="write the model pack when done")
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("export-student", help="a finished run -> fp32 + int8 model pack")
+    p.add_argument("--run", required=True)
+    p.add_argument("--pack-name", help="default: <run>-v1")
+    p.add_argument("--out-root", help="where the pack folder goes (default assets/models: "
+                                      "shipped with the app)")
+    p.set_defaults(func=cmd_export_student)
     return parser
 
 

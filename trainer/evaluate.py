@@ -90,6 +90,8 @@ def detect_landmarks(detector: MTCNNDetector, root: Path, images: list[str]):
         digest.update(detector.pack.manifest["files"][key]["sha256"].encode())
     digest.update(f"{detector.min_face}:{detector.thresholds}".encode())
     digest.update("\n".join(images).encode())
+    if root.resolve() != (shared_data_root() / "lfw" / "images").resolve():
+        digest.update(str(root.resolve()).encode())  # e.g. the degraded copies
     cache = cache_dir() / f"lfw-landmarks-{digest.hexdigest()[:16]}.npz"
     if cache.exists():
         data = np.load(cache)
@@ -301,3 +303,43 @@ def summary_line(report: dict) -> str:
             f"AUC {report['roc_auc']:.5f}, TAR@FAR1e-3 {report['tar_at_far_0.001']:.4f}, "
             f"TAR@FAR1e-4 {report['tar_at_far_0.0001']:.4f}, "
             f"no detection {report['images_without_detection']}/{report['images']}")
+
+
+def evaluate_degraded(pack: ModelPack, variant: str, out_dir: Path, flip: bool = False,
+                      threads: int = 2) -> dict:
+    """LFW's 6,000 pairs as High-High, Low-High (the left image of each pair degraded)
+    and Low-Low (both), with the Low images of trainer/degrade.py."""
+    from .degrade import degraded_lfw
+
+    lfw = shared_data_root() / "lfw"
+    pairs = read_pairs(lfw / "pairs.txt")
+    detector = MTCNNDetector.from_pack("mtcnn-v1", min_face=LFW_MIN_FACE, threads=threads)
+    high_root = lfw / "images"
+    high_landmarks, high_found = detect_landmarks(detector, high_root, pairs.images)
+    low_root = degraded_lfw(pairs.images, high_landmarks)
+    low_landmarks, low_found = detect_landmarks(detector, low_root, pairs.images)
+    embedder = Embedder(pack, variant=variant, threads=threads, flip=flip)
+    high = embed_images(embedder, high_root, pairs.images, high_landmarks)
+    low = embed_images(embedder, low_root, pairs.images, low_landmarks)
+    report = {"model": pack.name, "variant": variant, "flip_fusion": flip,
+              "benchmark": "lfw-low", "dataset_note": LFW_NOTE,
+              "low_images_without_detection": int((~low_found).sum()),
+              "high_images_without_detection": int((~high_found).sum())}
+    for protocol, (a, b) in {"high_high": (high, high), "low_high": (low, high),
+                             "low_low": (low, low)}.items():
+        scores = np.sum(a[pairs.left] * b[pairs.right], axis=1)
+        result = verification_report(scores, pairs)
+        report[protocol] = {k: result[k] for k in ("accuracy_mean", "accuracy_std",
+                                                   "tar_at_far_0.001", "roc_auc")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{pack.name}-{variant}{'-flip' if flip else ''}-lfw-low"
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def degraded_summary(report: dict) -> str:
+    parts = [f"{name.replace('_', '-')}: {100 * r['accuracy_mean']:.2f}% "
+             f"TAR@1e-3 {r['tar_at_far_0.001']:.3f}"
+             for name, r in ((k, report[k]) for k in ("high_high", "low_high", "low_low"))]
+    return (f"{report['model']} {report['variant']}{' +flip' if report['flip_fusion'] else ''}"
+            f" | " + " | ".join(parts))

@@ -51,6 +51,18 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+# Smaller inputs for the distilled students: the same framing, scaled, so a student
+# trained at 80x80 sees what one at 112x112 sees, with fewer pixels.
+for _side in (96, 80, 64):
+    TEMPLATES[f"arcface{_side}"] = Template(
+        name=f"arcface{_side}",
+        size=(_side, _side),
+        # scaled about pixel centres: (p + 0.5) * s - 0.5
+        points=((TEMPLATES["arcface112"].points + 0.5) * (_side / 112.0) - 0.5).astype(np.float32),
+        description=f"insightface's 112x112 template scaled to {_side}x{_side}",
+    )
+
+
 # The gallery keeps each face on a wider canvas than any model's crop (dlib's chip
 # framing scaled to put the eyes 64 px apart, centred in 256 px), together with its
 # landmarks inside that canvas: any template can be cut from it later, so switching

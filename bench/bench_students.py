@@ -1,0 +1,112 @@
+"""Every embedder pack side by side: size, speed and accuracy, and the speed/accuracy plot.
+
+    python bench/bench_students.py [--runs 200] [--plot reports/speed-accuracy.png]
+                                   [--also DIR ...]   # packs not shipped (trials)
+
+Speeds are measured here, in one run, for every variant of every pack (medians on
+real aligned faces, batch 1 on 1 thread and batch 8 on 2 threads). Accuracies are
+read from each pack's manifest, where `python -m trainer evaluate --update-manifest`
+stored them (LFW: research data, non-commercial use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_embedder import sample_crops, time_per_face  # noqa: E402
+
+from faceapp.core.embed import Embedder  # noqa: E402
+from faceapp.core.models import ModelPack, available_packs  # noqa: E402
+
+
+def pct(value) -> str:
+    return f"{100 * value:.2f}" if value is not None else "-"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--plot", default="reports/speed-accuracy.png")
+    parser.add_argument("--also", nargs="*", default=[],
+                        help="folders of more embedder packs (e.g. trial students)")
+    args = parser.parse_args(argv)
+
+    packs = available_packs("embedder")
+    for folder in args.also:
+        packs += [ModelPack.load(child) for child in sorted(Path(folder).iterdir())
+                  if (child / "manifest.json").exists()]
+
+    rows = []
+    crops_by_template = {}
+    for pack in packs:
+        arch = pack.manifest.get("architecture", {})
+        evaluation = pack.manifest.get("evaluation", {})
+        for variant in pack.manifest["files"]:
+            if not pack.has_file(variant):
+                continue
+            one = Embedder(pack, variant=variant, threads=1, flip=False)
+            template = one.template.name
+            if template not in crops_by_template:
+                crops_by_template[template] = sample_crops(template)
+            crops = crops_by_template[template]
+            ms1, _ = time_per_face(one, crops, 1, args.runs)
+            ms8, _ = time_per_face(Embedder(pack, variant=variant, threads=2, flip=False),
+                                   crops, 8, max(20, args.runs // 4))
+            lfw = evaluation.get("lfw", {}).get(variant, {})
+            low = evaluation.get("lfw_low", {}).get(variant, {})
+            rows.append({
+                "pack": pack.name, "variant": variant,
+                "params": arch.get("parameters"), "madds": arch.get("multiply_adds"),
+                "mb": pack.manifest["files"][variant]["bytes"] / 1e6,
+                "ms1": ms1, "ms8": ms8, "lfw": lfw.get("accuracy_mean"),
+                "hh": low.get("high_high", {}).get("accuracy_mean"),
+                "lh": low.get("low_high", {}).get("accuracy_mean"),
+                "ll": low.get("low_low", {}).get("accuracy_mean"),
+                "lh_tar": low.get("low_high", {}).get("tar_at_far_0.001"),
+                "ll_tar": low.get("low_low", {}).get("tar_at_far_0.001"),
+            })
+            print(f"measured {pack.name} {variant}", file=sys.stderr)
+
+    print("| pack | variant | params (M) | MAdds (M) | file (MB) | ms b1 1 thr | ms b8 2 thr "
+          "| LFW % | High-High % | Low-High % (TAR@1e-3) | Low-Low % (TAR@1e-3) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        params = f"{r['params'] / 1e6:.2f}" if r["params"] else "-"
+        madds = f"{r['madds'] / 1e6:.0f}" if r["madds"] else "-"
+        lh = f"{pct(r['lh'])} ({r['lh_tar']:.3f})" if r["lh"] is not None else "-"
+        ll = f"{pct(r['ll'])} ({r['ll_tar']:.3f})" if r["ll"] is not None else "-"
+        print(f"| {r['pack']} | {r['variant']} | {params} | {madds} | {r['mb']:.2f} "
+              f"| {r['ms1']:.2f} | {r['ms8']:.2f} | {pct(r['lfw'])} | {pct(r['hh'])} | {lh} "
+              f"| {ll} |")
+
+    plotted = [r for r in rows if r["lfw"] is not None]
+    if plotted and args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for r in plotted:
+            marker = "o" if r["variant"] == "int8" else "s"
+            ax.scatter(r["ms1"], 100 * r["lfw"], marker=marker)
+            ax.annotate(f"{r['pack']} {r['variant']}", (r["ms1"], 100 * r["lfw"]),
+                        fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.set_xlabel("ms per face, batch 1, 1 thread (this machine)")
+        ax.set_ylabel("LFW accuracy % (research data)")
+        ax.set_title("Embedders: speed against accuracy (o int8, s fp32)")
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""The distilled students: architectures, losses, augmentation, a tiny real distillation
+run with resume, and export to a model pack the app can load."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from faceapp.core.embed import Embedder
+from faceapp.core.imageio import load_image
+from faceapp.core.models import ModelPack
+from trainer.augment import Augmentation, augment
+from trainer.degrade import degrade_image
+from trainer.export import quantized_graph_report, run_onnx
+from trainer.losses import ArcFace, angular_distillation, normalized_l2_distillation
+from trainer.nets import (ARCHITECTURES, StudentConfig, build, count_multiply_adds,
+                          count_parameters)
+
+# ---------------------------------------------------------------- architectures
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_each_architecture_trains_and_exports_with_matching_outputs(arch, tmp_path):
+    from trainer.export import export_onnx
+
+    torch.manual_seed(0)
+    model = build(StudentConfig(arch, width=0.5, input_size=64))
+    x = torch.randn(4, 3, 64, 64)
+    model.train()
+    out = model(x)
+    assert out.shape == (4, 128)
+    out.pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+    model.eval()
+    path = export_onnx(model, tmp_path / f"{arch}.onnx", (64, 64))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = run_onnx(path, x.numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_mobilefacenet_matches_the_paper_size():
+    # Chen et al. 2018: 0.99 M parameters, 221 M multiply-adds at 112x112
+    model = build(StudentConfig("mobilefacenet", 1.0, 112))
+    assert abs(count_parameters(model) / 0.99e6 - 1) < 0.03
+    assert abs(count_multiply_adds(model, 112) / 221e6 - 1) < 0.03
+
+
+def test_width_and_input_size_shrink_the_work():
+    big = count_multiply_adds(build(StudentConfig("vargfacenet", 1.0, 112)), 112)
+    narrow = count_multiply_adds(build(StudentConfig("vargfacenet", 0.5, 112)), 112)
+    small = count_multiply_adds(build(StudentConfig("vargfacenet", 1.0, 80)), 80)
+    assert narrow < 0.4 * big and small < 0.6 * big
+
+
+def test_vargfacenet_uses_eight_channels_per_group():
+    model = build(StudentConfig("vargfacenet", 1.0, 112))
+    grouped = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert grouped and all(m.in_channels // m.groups == 8 for m in grouped)
+
+
+def test_split_prelu_is_prelu():
+    from trainer.nets.layers import SplitPReLU
+
+    split, plain = SplitPReLU(6), torch.nn.PReLU(6)
+    with torch.no_grad():
+        split.weight.copy_(torch.linspace(0.1, 0.6, 6))
+        plain.weight.copy_(split.weight)
+    x = torch.randn(2, 6, 5, 5)
+    torch.testing.assert_close(split(x), plain(x))
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        StudentConfig("resnet1000")
+    with pytest.raises(ValueError, match="input size"):
+        StudentConfig(input_size=100)
+
+
+# ---------------------------------------------------------------- losses, by hand
+
+
+def test_angular_distillation_losses_match_hand_computed_values():
+    student = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    teacher = torch.tensor([[4.0, 3.0], [0.0, 2.0]])
+    # cosines: 24/25 = 0.96 and 0
+    eq4 = ((1 - 0.96) ** 2 + (1 - 0.0) ** 2) / 2
+    eq5 = ((2 - 2 * 0.96) + (2 - 0.0)) / 2
+    assert float(angular_distillation(student, teacher)) == pytest.approx(eq4, rel=1e-5)
+    assert float(normalized_l2_distillation(student, teacher)) == pytest.approx(eq5, rel=1e-5)
+    assert float(normalized_l2_distillation(teacher * 5, teacher)) == pytest.approx(0, abs=1e-6)
+
+
+def test_arcface_adds_the_margin_to_the_true_class_only():
+    head = ArcFace(embedding=2, classes=2, scale=10.0, margin=0.5)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    angle = math.radians(30)
+    embedding = torch.tensor([[math.cos(angle), math.sin(angle)]]) * 3
+    logits = head.logits(embedding, torch.tensor([0]))
+    expected = [10 * math.cos(angle + 0.5), 10 * math.cos(math.pi / 2 - angle)]
+    assert logits[0].tolist() == pytest.approx(expected, rel=1e-5)
+    loss = head(embedding, torch.tensor([0])).item()
+    by_hand = -expected[0] + math.log(math.exp(expected[0]) + math.exp(expected[1]))
+    assert loss == pytest.approx(by_hand, rel=1e-5)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+@pytest.fixture(scope="module")
+def face_crop(photos):
+    from faceapp.core.align import align_face
+    from faceapp.core.detect import MTCNNDetector
+
+    image = load_image(photos / "img1.jpg")
+    face = MTCNNDetector.from_pack("mtcnn-v1").detect(image)[0]
+    return align_face(image, face.landmarks, "arcface112")
+
+
+def _sharpness(img):
+    return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+
+def test_flip_is_reported_so_the_mirror_target_is_used(face_crop):
+    only_flip = Augmentation(flip=1.0, color=0, gray=0, geometry=0, degrade=0)
+    img, flipped = augment(face_crop, np.random.default_rng(0), only_flip)
+    assert flipped and np.array_equal(img, face_crop[:, ::-1])
+    img, flipped = augment(face_crop, np.random.default_rng(0), Augmentation.none())
+    assert not flipped and np.array_equal(img, face_crop)
+
+
+def test_degradation_makes_poorer_images_of_the_same_shape(face_crop):
+    only_degrade = Augmentation(flip=0, color=0, gray=0, geometry=0, degrade=1.0)
+    rng = np.random.default_rng(1)
+    outs = [augment(face_crop, rng, only_degrade)[0] for _ in range(20)]
+    assert all(o.shape == face_crop.shape and o.dtype == np.uint8 for o in outs)
+    assert np.mean([_sharpness(o) for o in outs]) < 0.8 * _sharpness(face_crop)
+
+
+def test_degraded_protocol_is_fixed_and_poorer(photos):
+    image = load_image(photos / "img1.jpg")
+    image = cv2.resize(image, (250, 250), interpolation=cv2.INTER_AREA)
+    a = degrade_image(image, 100.0, np.random.default_rng(7))
+    b = degrade_image(image, 100.0, np.random.default_rng(7))
+    assert a.tobytes() == b.tobytes()  # same seed, same bytes
+    low = cv2.imdecode(a, cv2.IMREAD_COLOR)[..., ::-1]
+    assert low.shape == image.shape
+    assert _sharpness(low) < 0.5 * _sharpness(image)
+
+
+# ---------------------------------------------------------------- tiny real run + export
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Distill a small MobileFaceNet on 96 real training faces for 6 short epochs (int8 teacher targets,
+    the shipped file) in a private trainer cache."""
+    import os
+
+    from trainer.distill import DistillConfig, Run
+
+    cache = tmp_path_factory.mktemp("trainer-cache")
+    old = os.environ.get("FACEAPP_TRAINER_CACHE")
+    os.environ["FACEAPP_TRAINER_CACHE"] = str(cache)
+    try:
+        torch.manual_seed(0)
+        config = DistillConfig(student=StudentConfig("mobilefacenet", 0.5, 64), epochs=6,
+                               batch_size=16, lr=3e-3, warmup_steps=2, limit=96,
+                               teacher_variant="int8", robust=False)
+        run = Run("tiny", config)
+        before = _clean_loss(run)
+        result = run.train(device="cpu", threads=2)
+        yield run, before, result
+    finally:
+        if old is None:
+            os.environ.pop("FACEAPP_TRAINER_CACHE", None)
+        else:
+            os.environ["FACEAPP_TRAINER_CACHE"] = old
+
+
+def _clean_loss(run, model=None):
+    from trainer.cache import distill_targets, train_crops
+    from trainer.distill import student_model, to_input
+
+    cfg = run.config
+    targets = distill_targets(limit=cfg.limit, teacher_variant=cfg.teacher_variant)
+    crops = np.asarray(train_crops(targets, cfg.student.template))
+    if model is None:  # the untrained student, as training starts it
+        torch.manual_seed(0)
+        model = student_model(cfg.student, targets)
+    # batch statistics: a dozen steps are too few for BN's running averages to settle
+    model.train()
+    with torch.no_grad():  # the training objective: the centred direction (TeacherSpace)
+        out = model.net(to_input(crops))
+        target = torch.from_numpy(np.asarray(targets.teacher)) - model.center
+    return float(normalized_l2_distillation(out, target))
+
+
+def test_tiny_distillation_reduces_the_loss(tiny_run):
+    run, before, result = tiny_run
+    assert result["finished"] and result["epoch"] == 6
+    log = run.log()
+    assert [e["epoch"] for e in log] == [1, 2, 3, 4, 5, 6]
+    after = _clean_loss(run, run.load_model())
+    assert after < 0.85 * before, (before, after)
+    assert (run.folder / "curves.png").stat().st_size > 0
+
+
+def test_a_run_resumes_and_refuses_another_configuration(tiny_run):
+    from trainer.distill import DistillConfig, Run
+
+    run, _, _ = tiny_run
+    again = Run("tiny")  # reads config.json
+    assert again.config == run.config
+    result = again.train(device="cpu", threads=2)  # already finished: nothing to do
+    assert result["finished"] and len(again.log()) == 6
+    with pytest.raises(ValueError, match="another configuration"):
+        Run("tiny", DistillConfig(epochs=99))
+
+
+def test_export_makes_a_pack_the_app_loads(tiny_run, tmp_path, photos):
+    from trainer.students import export_student
+
+    run, _, _ = tiny_run
+    from trainer.cache import distill_targets, train_crops
+    targets = distill_targets(limit=run.config.limit, teacher_variant="int8")
+    calibration = np.asarray(train_crops(targets, run.config.student.template))[:32]
+    pack_dir = export_student(run, pack_name="tiny-student", out_root=tmp_path,
+                              calibration=calibration)
+    pack = ModelPack.load(pack_dir)
+    assert pack.manifest["alignment"] == "arcface64"
+    assert pack.manifest["architecture"]["arch"] == "mobilefacenet"
+    report = quantized_graph_report(pack_dir / pack.manifest["files"]["int8"]["path"])
+    assert report["fp32_islands"] == [] and report["quantized_compute_nodes"] > 20
+
+    from faceapp.core.align import align_face
+    from faceapp.core.detect import MTCNNDetector
+    image = load_image(photos / "img1.jpg")
+    face = MTCNNDetector.from_pack("mtcnn-v1").detect(image)[0]
+    fp32 = Embedder(pack, "fp32", flip=False)
+    int8 = Embedder(pack, "int8", flip=False)
+    crop = align_face(image, face.landmarks, fp32.template)
+    a, b = fp32.embed(crop)[0], int8.embed(crop)[0]
+    assert a.shape == (128,) and abs(np.linalg.norm(a) - 1) < 1e-5
+    assert float(a @ b) > 0.95
+
+
+def test_command_line_options_make_the_configuration():
+    from trainer.__main__ import _student_config, build_parser
+
+    args = build_parser().parse_args(
+        ["distill", "--arch", "vargfacenet", "--width", "0.5", "--input-size", "64",
+         "--epochs", "3", "--distill-loss", "eq4", "--arcface-weight", "1", "--clean"])
+    config = _student_config(args)
+    assert config.student == StudentConfig("vargfacenet", 0.5, 64)
+    assert (config.epochs, config.distill_loss, config.arcface_weight, config.robust) == \
+        (3, "eq4", 1.0, False)
+    assert config.alpha == 7.0  # the paper's weight unless told otherwise

@@ -1,0 +1,378 @@
+"""Distilling a student from the teacher's cached embeddings (CPU or CUDA).
+
+A run lives in `<trainer cache>/runs/<name>/`: config.json, checkpoint.pt (model,
+optimizer, schedule, position inside the epoch, random state), log.jsonl (one line per
+epoch: losses and LFW accuracy) and curves.png. Running the same command again resumes
+from the checkpoint, which is written every few minutes and at the end of each epoch,
+so a 2-core machine can train across several sessions.
+
+Loss: L = w_arc * L_arc + alpha * L_s, where L_s is the angular distillation loss
+(VarGFaceNet Eq. 4 or Eq. 5) between the student's embedding of an augmented face and
+the teacher's embedding of the clean face (or of its mirror when the student's input
+was flipped), and L_arc is ArcFace on the samples with an identity label (celeba10k).
+Generation 2 of recursive distillation starts from generation 1's weights (`init`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .augment import Augmentation, augment
+from .cache import distill_targets, lfw_crops, train_crops
+from .losses import DISTILLATION_LOSSES, ArcFace
+from .nets import StudentConfig, build
+from .upstream import cache_dir
+
+# Student preprocessing (written into the pack's manifest): RGB, (x - 127.5) / 128.
+STUDENT_MEAN = 127.5
+STUDENT_STD = 128.0
+
+
+@dataclass
+class DistillConfig:
+    student: StudentConfig = field(default_factory=StudentConfig)
+    epochs: int = 12
+    batch_size: int = 96
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 200
+    distill_loss: str = "eq5"
+    alpha: float = 7.0  # weight of the distillation term (VarGFaceNet: 7)
+    arcface_weight: float = 0.0  # 0: distillation only
+    robust: bool = True  # student sees degraded faces, teacher the clean ones
+    init: str | None = None  # run name of the previous generation
+    seed: int = 0
+    checkpoint_minutes: float = 4.0
+    limit: int | None = None  # use only the first N faces (tests, quick trials)
+    teacher_variant: str = "fp32"  # which file of the teacher pack makes the targets
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DistillConfig":
+        data = dict(data)
+        student = StudentConfig(**data.pop("student", {}))
+        return cls(student=student, **data)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["student"] = self.student.to_dict()
+        return out
+
+
+def teacher_center(targets) -> np.ndarray:
+    """The mean teacher embedding over the training faces and their mirrors."""
+    both = np.concatenate([np.asarray(targets.teacher), np.asarray(targets.teacher_mirror)])
+    return both.mean(axis=0).astype(np.float32)
+
+
+class TeacherSpace(torch.nn.Module):
+    """A student whose output lives in the teacher's embedding space.
+
+    dlib's embeddings share a large common component: the mean of the unit vectors
+    has norm ~0.92 and two strangers score cosine ~0.84. Matching raw targets, a
+    student spends its first epochs on that component (LFW 54% after one epoch here).
+    So the student network (`net`) learns the centred direction (t - c), where faces
+    are told apart, and this wrapper maps it back: c + radius * unit(net(x)), radius
+    being the mean length of (t - c). Centring alone would be simpler, but it costs the
+    teacher itself a point on LFW (98.97 -> 97.97%, int8): dlib's geometry is kept.
+    """
+
+    def __init__(self, net: torch.nn.Module, center: np.ndarray, radius: float = 0.4):
+        super().__init__()
+        self.net = net
+        self.register_buffer("center", torch.as_tensor(np.asarray(center, np.float32)))
+        self.register_buffer("radius", torch.tensor(float(radius)))
+
+    def forward(self, x):
+        direction = torch.nn.functional.normalize(self.net(x), dim=1)
+        return self.center + self.radius * direction
+
+
+def student_model(config: StudentConfig, targets=None) -> TeacherSpace:
+    """A new student; without targets, an empty one to load saved weights into."""
+    if targets is None:
+        return TeacherSpace(build(config), np.zeros(config.embedding, np.float32))
+    center = teacher_center(targets)
+    residual = np.asarray(targets.teacher) - center
+    return TeacherSpace(build(config), center, float(np.linalg.norm(residual, axis=1).mean()))
+
+
+def runs_dir() -> Path:
+    return cache_dir() / "runs"
+
+
+def to_input(crops: np.ndarray) -> torch.Tensor:
+    """N x H x W x 3 uint8 RGB -> the student's N x 3 x H x W input."""
+    # np.array copies: the crops may be a read-only memory map
+    batch = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float()
+    return (batch - STUDENT_MEAN) / STUDENT_STD
+
+
+@torch.no_grad()
+def embed_crops(model: torch.nn.Module, crops: np.ndarray, device: str = "cpu",
+                batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(crops), batch):
+        x = to_input(crops[start:start + batch]).to(device)
+        out.append(torch.nn.functional.normalize(model(x), dim=1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def lfw_accuracy(model: torch.nn.Module, template: str, device: str = "cpu",
+                 degraded: bool = False) -> dict:
+    from .evaluate import verification_report
+
+    crops, pairs = lfw_crops(template, degraded=degraded)
+    emb = embed_crops(model, crops, device)
+    scores = np.sum(emb[pairs.left] * emb[pairs.right], axis=1)
+    report = verification_report(scores, pairs)
+    return {"accuracy": report["accuracy_mean"], "std": report["accuracy_std"],
+            "tar_at_far_0.001": report["tar_at_far_0.001"]}
+
+
+def lfw_low_accuracy(model: torch.nn.Module, template: str, device: str = "cpu") -> dict:
+    """Low-High and Low-Low accuracy (trainer/degrade.py) of a model in training."""
+    from .evaluate import verification_report
+
+    high_crops, pairs = lfw_crops(template)
+    low_crops, _ = lfw_crops(template, degraded=True)
+    high, low = embed_crops(model, high_crops, device), embed_crops(model, low_crops, device)
+    out = {}
+    for name, (a, b) in {"low_high": (low, high), "low_low": (low, low)}.items():
+        report = verification_report(np.sum(a[pairs.left] * b[pairs.right], axis=1), pairs)
+        out[name] = {"accuracy": report["accuracy_mean"],
+                     "tar_at_far_0.001": report["tar_at_far_0.001"]}
+    return out
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, mininterval=10.0)
+
+
+class Run:
+    """One distillation run on disk."""
+
+    def __init__(self, name: str, config: DistillConfig | None = None):
+        self.name = name
+        self.folder = runs_dir() / name
+        saved = self.folder / "config.json"
+        if saved.exists():
+            stored = DistillConfig.from_dict(json.loads(saved.read_text()))
+            if config is not None and config.to_dict() != stored.to_dict():
+                raise ValueError(f"run '{name}' exists with another configuration "
+                                 f"({saved}); pick a new name or drop the options")
+            config = stored
+        if config is None:
+            raise FileNotFoundError(f"no run named '{name}' in {runs_dir()}")
+        self.config = config
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    def log(self) -> list[dict]:
+        path = self.folder / "log.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def load_model(self, which: str = "checkpoint.pt") -> torch.nn.Module:
+        model = student_model(self.config.student)  # the center comes with the weights
+        state = torch.load(self.folder / which, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        return model.eval()
+
+    def _save(self, state: dict) -> None:
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def train(self, device: str | None = None, max_minutes: float | None = None,
+              threads: int | None = None) -> dict:
+        """Train (or resume) until the configured epochs are done or max_minutes pass."""
+        cfg = self.config
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if threads:
+            torch.set_num_threads(threads)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+        targets = distill_targets(limit=cfg.limit, teacher_variant=cfg.teacher_variant)
+        crops = train_crops(targets, cfg.student.template)
+        n = len(targets)
+        teacher = torch.from_numpy(np.asarray(targets.teacher))
+        teacher_mirror = torch.from_numpy(np.asarray(targets.teacher_mirror))
+        labelled = targets.labels >= 0
+        classes, label_index = np.unique(targets.labels[labelled], return_inverse=True)
+        labels = np.full(n, -1, np.int64)
+        labels[labelled] = label_index
+
+        # channels-last runs the depthwise convolutions ~30% faster on CPU
+        model = student_model(cfg.student, targets).to(device, memory_format=torch.channels_last)
+        center = model.center.cpu()
+        arcface = ArcFace(cfg.student.embedding, len(classes)).to(device) \
+            if cfg.arcface_weight > 0 else None
+        params = list(model.parameters()) + (list(arcface.parameters()) if arcface else [])
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = n // cfg.batch_size
+        total_steps = steps_per_epoch * cfg.epochs
+
+        def lr_at(step: int) -> float:
+            if step < cfg.warmup_steps:
+                return cfg.lr * (step + 1) / cfg.warmup_steps
+            progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+            return cfg.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
+
+        state = {"epoch": 0, "step_in_epoch": 0, "order": None, "sums": {}}
+        if self.checkpoint_path.exists():
+            saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            if arcface is not None and saved.get("arcface"):
+                arcface.load_state_dict(saved["arcface"])
+            state = saved["state"]
+            print(f"resuming '{self.name}' at epoch {state['epoch'] + 1}, "
+                  f"step {state['step_in_epoch']}", file=sys.stderr)
+        elif cfg.init:
+            previous = Run(cfg.init)
+            model.load_state_dict(previous.load_model().state_dict())
+            print(f"generation 2: starting from run '{cfg.init}'", file=sys.stderr)
+
+        distill_loss = DISTILLATION_LOSSES[cfg.distill_loss]
+        aug = Augmentation() if cfg.robust else Augmentation(
+            flip=0.5, color=0.0, gray=0.0, geometry=0.0, degrade=0.0)
+        started = time.monotonic()
+        last_save = started
+        pool = ThreadPoolExecutor(max_workers=1)  # prepares the next batch meanwhile
+
+        def make_batch(indices: np.ndarray, seed: int):
+            rng = np.random.default_rng(seed)
+            images, flipped = [], []
+            for i in indices:
+                img, was_flipped = augment(crops[i], rng, aug)
+                images.append(img)
+                flipped.append(was_flipped)
+            flipped = torch.tensor(flipped)
+            target = torch.where(flipped[:, None], teacher_mirror[indices], teacher[indices])
+            return to_input(np.stack(images)), target, torch.from_numpy(labels[indices])
+
+        def save() -> None:
+            self._save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "arcface": arcface.state_dict() if arcface else None,
+                        "state": state, "config": cfg.to_dict()})
+
+        finished = True
+        while state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            if state["order"] is None:
+                state["order"] = np.random.default_rng(cfg.seed + epoch).permutation(n).tolist()
+                state["sums"] = {"distill": 0.0, "arc": 0.0, "cosine": 0.0, "batches": 0}
+            order = np.asarray(state["order"])
+            model.train()
+            bar = _progress(steps_per_epoch, state["step_in_epoch"],
+                            f"{self.name} epoch {epoch + 1}/{cfg.epochs}")
+
+            def batch_at(step):
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                return pool.submit(make_batch, idx, cfg.seed * 1_000_003 + epoch * 100_003 + step)
+
+            pending = batch_at(state["step_in_epoch"])
+            while state["step_in_epoch"] < steps_per_epoch:
+                step = state["step_in_epoch"]
+                x, target, batch_labels = pending.result()
+                if step + 1 < steps_per_epoch:
+                    pending = batch_at(step + 1)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(epoch * steps_per_epoch + step)
+                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                target = target.to(device)
+                embedding = model.net(x)  # the centred direction (see TeacherSpace)
+                loss_s = distill_loss(embedding, target - center.to(device))
+                loss = cfg.alpha * loss_s
+                loss_arc = torch.zeros(())
+                if arcface is not None:
+                    has_label = batch_labels >= 0
+                    if has_label.any():
+                        loss_arc = arcface(embedding[has_label.to(device)],
+                                           batch_labels[has_label].to(device))
+                        loss = loss + cfg.arcface_weight * loss_arc
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():  # in the teacher's own space
+                    cos = torch.nn.functional.cosine_similarity(
+                        model.center + model.radius * torch.nn.functional.normalize(
+                            embedding, dim=1), target).mean()
+                sums = state["sums"]
+                sums["distill"] += loss_s.item()
+                sums["arc"] += loss_arc.item()
+                sums["cosine"] += float(cos)
+                sums["batches"] += 1
+                state["step_in_epoch"] += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_s.item():.4f}", cos=f"{float(cos):.3f}")
+                now = time.monotonic()
+                if now - last_save > cfg.checkpoint_minutes * 60:
+                    save()
+                    last_save = now
+                if max_minutes and now - started > max_minutes * 60:
+                    finished = False
+                    break
+            bar.close()
+            if not finished:
+                break
+            sums = state["sums"]
+            entry = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * steps_per_epoch - 1),
+                     "distill_loss": sums["distill"] / max(1, sums["batches"]),
+                     "arc_loss": sums["arc"] / max(1, sums["batches"]),
+                     "train_cosine": sums["cosine"] / max(1, sums["batches"]),
+                     "minutes": round((time.monotonic() - started) / 60, 2)}
+            if cfg.limit is None:
+                entry["lfw"] = lfw_accuracy(model, cfg.student.template, device)
+                if epoch + 1 == cfg.epochs:
+                    entry["lfw_low"] = lfw_low_accuracy(model, cfg.student.template, device)
+            with open(self.folder / "log.jsonl", "a") as log:
+                log.write(json.dumps(entry) + "\n")
+            print(json.dumps(entry), file=sys.stderr)
+            state = {"epoch": epoch + 1, "step_in_epoch": 0, "order": None, "sums": {}}
+            save()
+            last_save = time.monotonic()
+            self.plot()
+        pool.shutdown()
+        save()
+        return {"finished": finished, "epoch": state["epoch"], "log": self.log()}
+
+    def plot(self) -> Path | None:
+        entries = self.log()
+        if not entries:
+            return None
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [e["epoch"] for e in entries]
+        fig, left = plt.subplots(figsize=(6, 4))
+        left.plot(epochs, [e["distill_loss"] for e in entries], "b-o", label="distillation loss")
+        left.set_xlabel("epoch")
+        left.set_ylabel("distillation loss", color="b")
+        if any("lfw" in e for e in entries):
+            right = left.twinx()
+            right.plot([e["epoch"] for e in entries if "lfw" in e],
+                       [100 * e["lfw"]["accuracy"] for e in entries if "lfw" in e], "r-s")
+            right.set_ylabel("LFW accuracy % (research data)", color="r")
+        left.set_title(self.name)
+        fig.tight_layout()
+        path = self.folder / "curves.png"
+        fig.savefig(path)
+        plt.close(fig)
+        return path

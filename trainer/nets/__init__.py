@@ -1,0 +1,90 @@
+"""The student registry: `build(StudentConfig)` or `--arch NAME` on the command line."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .layers import ACTIVATIONS
+from .mobiface import MobiFace
+from .mobilefacenet import MobileFaceNet
+from .vargfacenet import VarGFaceNet
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "mobilefacenet": MobileFaceNet,
+    "mobiface": MobiFace,
+    "vargfacenet": VarGFaceNet,
+}
+INPUT_SIZES = (112, 96, 80, 64)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    arch: str = "mobilefacenet"
+    width: float = 1.0
+    input_size: int = 112
+    act: str = "relu"
+    embedding: int = 128
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture '{self.arch}' "
+                             f"(known: {', '.join(ARCHITECTURES)})")
+        if self.input_size not in INPUT_SIZES:
+            raise ValueError(f"input size must be one of {INPUT_SIZES}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}")
+
+    @property
+    def template(self) -> str:
+        """The alignment template of this input size (faceapp.core.align)."""
+        return f"arcface{self.input_size}"
+
+    @property
+    def slug(self) -> str:
+        width = f"{self.width:g}".replace(".", "")
+        act = "" if self.act == "relu" else f"-{self.act}"
+        return f"{self.arch}-w{width}-{self.input_size}{act}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build(config: StudentConfig) -> nn.Module:
+    return ARCHITECTURES[config.arch](width=config.width, input_size=config.input_size,
+                                      embedding=config.embedding, act=config.act)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_multiply_adds(module: nn.Module, input_size: int) -> int:
+    """Multiply-adds of the convolutions and linear layers for one face."""
+    total = 0
+
+    def conv_hook(layer, _inputs, output):
+        nonlocal total
+        kh, kw = layer.kernel_size
+        total += output.numel() // output.shape[0] * (layer.in_channels // layer.groups) * kh * kw
+
+    def linear_hook(layer, _inputs, output):
+        nonlocal total
+        total += layer.in_features * layer.out_features
+
+    hooks = []
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            hooks.append(layer.register_forward_hook(conv_hook))
+        elif isinstance(layer, nn.Linear):
+            hooks.append(layer.register_forward_hook(linear_hook))
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        module(torch.zeros(1, 3, input_size, input_size))
+    module.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    return total

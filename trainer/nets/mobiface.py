@@ -1,0 +1,53 @@
+"""MobiFace (Duong et al. 2019), as in the table of its paper: fast downsampling
+(112 -> 56 in the first two layers), bottleneck blocks that halve the size and
+residual bottlenecks that keep it, expansion 2, channels doubling after each
+bottleneck, BN after every layer and an activation except on the linear ones, and a
+fully connected embedding over the whole 7x7 map."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .layers import ConvBN, final_spatial, scaled
+
+# (output channels, residual repeats): Block then RBlock x repeats, expansion 2
+STAGES = ((64, 2), (128, 3), (256, 6))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, stride: int, act: str):
+        super().__init__()
+        hidden = channels_in * 2
+        self.residual = stride == 1 and channels_in == channels_out
+        self.body = nn.Sequential(
+            ConvBN(channels_in, hidden, 1, act=act),
+            ConvBN(hidden, hidden, 3, stride, groups=hidden, act=act),
+            ConvBN(hidden, channels_out, 1, act=None),
+        )
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobiFace(nn.Module):
+    def __init__(self, width: float = 1.0, input_size: int = 112, embedding: int = 128,
+                 act: str = "relu"):
+        super().__init__()
+        stem = scaled(64, width)
+        layers = [ConvBN(3, stem, 3, 2, act=act),
+                  ConvBN(stem, stem, 3, 1, groups=stem, act=act)]
+        cin = stem
+        for channels, repeats in STAGES:
+            cout = scaled(channels, width)
+            layers.append(Bottleneck(cin, cout, 2, act))
+            cin = cout
+            layers += [Bottleneck(cin, cin, 1, act) for _ in range(repeats)]
+        last = scaled(512, width)
+        layers.append(ConvBN(cin, last, 1, act=act))
+        self.features = nn.Sequential(*layers)
+        spatial = final_spatial(input_size, 4)
+        self.fc = nn.Linear(last * spatial * spatial, embedding, bias=False)
+        self.bn = nn.BatchNorm1d(embedding)
+
+    def forward(self, x):
+        return self.bn(self.fc(self.features(x).flatten(1)))

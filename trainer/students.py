@@ -1,0 +1,96 @@
+"""A finished distillation run -> a student model pack (fp32 + int8 ONNX, manifest)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import distill_targets, train_crops
+from .distill import STUDENT_MEAN, STUDENT_STD, Run, to_input
+from .export import export_onnx, quantize_int8, quantized_graph_report, run_onnx
+from .nets import count_multiply_adds, count_parameters
+from .packs import register_file, repo_packs_dir, write_manifest
+
+CALIBRATION_FACES = 512
+TRAINING_DATA_NOTE = (
+    "distilled from dlib's ResNet (CC0) on faces from UTKFace, CelebA, MEBeauty and "
+    "SCUT-FBP5500 (research datasets, non-commercial use); the weights are ours, the "
+    "datasets are not shipped")
+
+
+def calibration_crops(template: str, count: int = CALIBRATION_FACES, seed: int = 1) -> np.ndarray:
+    targets = distill_targets()
+    crops = train_crops(targets, template)
+    rows = np.sort(np.random.default_rng(seed).choice(len(crops), count, replace=False))
+    return np.asarray(crops[rows])
+
+
+def export_student(run: Run, pack_name: str | None = None, out_root: Path | None = None,
+                   calibration: np.ndarray | None = None) -> Path:
+    cfg = run.config.student
+    name = pack_name or f"{run.name}-v1"
+    out_dir = (out_root or repo_packs_dir()) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = run.load_model()
+    size = cfg.input_size
+
+    fp32_name, int8_name = f"{name}.fp32.onnx", f"{name}.int8.onnx"
+    export_onnx(model, out_dir / fp32_name, (size, size))
+    crops = calibration if calibration is not None else calibration_crops(cfg.template)
+    batch = to_input(crops).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    got = run_onnx(out_dir / fp32_name, batch)
+    worst = float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-9))
+    if worst > 1e-3:
+        raise RuntimeError(f"ONNX export does not match torch (relative diff {worst:.2e})")
+
+    quantize_int8(out_dir / fp32_name, out_dir / int8_name, batch)
+    report = quantized_graph_report(out_dir / int8_name)
+    if report["fp32_islands"]:
+        raise RuntimeError(f"int8 graph has fp32 compute nodes: {report['fp32_islands']}")
+    q = run_onnx(out_dir / int8_name, batch)
+    cos = np.sum(q * expected, 1) / np.linalg.norm(q, axis=1) / np.linalg.norm(expected, axis=1)
+    print(f"{name}: int8 vs fp32 cosine mean {cos.mean():.5f}, worst {cos.min():.5f}",
+          file=sys.stderr)
+
+    log = run.log()
+    manifest = {
+        "name": name,
+        "version": "1.0",
+        "task": "embedder",
+        "description": f"{cfg.arch} student (width {cfg.width:g}, {size}x{size} input, "
+                       f"{cfg.act}) distilled from dlib's ResNet",
+        "default_variant": "int8",
+        "input": {"size": [size, size], "color": "RGB", "layout": "NCHW",
+                  "mean": [STUDENT_MEAN] * 3, "std": [STUDENT_STD] * 3},
+        "alignment": cfg.template,
+        "embedding_size": cfg.embedding,
+        "flip_fusion": False,
+        "similarity": "cosine",
+        "licence": "CC0-1.0 teacher; see provenance.training_data",
+        "architecture": {**cfg.to_dict(), "parameters": count_parameters(model),
+                         "multiply_adds": count_multiply_adds(model, size)},
+        "provenance": {
+            "teacher": "dlib-resnet-v1 (fp32)",
+            "training_data": TRAINING_DATA_NOTE,
+            "distillation": run.config.to_dict(),
+            "epochs_trained": len(log),
+            "trained_by": f"python -m trainer distill --name {run.name}",
+        },
+    }
+    register_file(manifest, out_dir, "int8", int8_name)
+    register_file(manifest, out_dir, "fp32", fp32_name, shipped=False,
+                  missing_hint=f"not shipped; `python -m trainer export-student --run {run.name}`")
+    manifest["quantization"] = {
+        "format": "QDQ", "weights": "int8 per-channel", "activations": "uint8",
+        "calibration": f"{len(batch)} aligned faces from ../shared/data/train, minmax ranges",
+        "int8_vs_fp32_cosine": {"mean": round(float(cos.mean()), 5),
+                                "worst": round(float(cos.min()), 5)},
+        "quantized_compute_nodes": report["quantized_compute_nodes"],
+    }
+    write_manifest(out_dir, manifest)
+    return out_dir
