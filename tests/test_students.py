@@ -238,7 +238,9 @@ def test_export_makes_a_pack_the_app_loads(tiny_run, tmp_path, photos):
     pack = ModelPack.load(pack_dir)
     assert pack.manifest["alignment"] == "arcface64"
     assert pack.manifest["architecture"]["arch"] == "mobilefacenet"
-    report = quantized_graph_report(pack_dir / pack.manifest["files"]["int8"]["path"])
+    by_design = pack.manifest["quantization"]["fp32_by_design"]
+    assert len(by_design) == 1  # only the stem convolution, on purpose
+    report = quantized_graph_report(pack_dir / pack.manifest["files"]["int8"]["path"], by_design)
     assert report["fp32_islands"] == [] and report["quantized_compute_nodes"] > 20
 
     from faceapp.core.align import align_face

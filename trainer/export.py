@@ -59,6 +59,18 @@ def input_convolutions(onnx_path: Path) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in inputs]
 
 
+def nodes_after_last_compute(onnx_path: Path) -> list[str]:
+    """Names of the nodes after the last Conv/Gemm/MatMul (normalisation, offsets):
+    cheap elementwise work whose outputs int8 would round coarsely."""
+    model = onnx.load(str(onnx_path))
+    nodes = list(model.graph.node)
+    last = max(i for i, n in enumerate(nodes) if n.op_type in {"Conv", "Gemm", "MatMul"})
+    tail = [n.name for n in nodes[last + 1:]]
+    if not all(tail):
+        raise ValueError(f"{onnx_path}: unnamed nodes in the output tail")
+    return tail
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
                   method: str = "minmax", keep_fp32: list[str] | None = None) -> Path:
     """Static int8 quantization: QDQ, per-channel int8 weights, uint8 activations.
