@@ -47,6 +47,24 @@ class ConvBN(nn.Sequential):
         super().__init__(*layers)
 
 
+class InvertedResidual(nn.Module):
+    """1x1 expansion, 3x3 depthwise (stride s), linear 1x1 projection; a shortcut when
+    the shape is kept. MobileFaceNet's bottleneck and MobiFace's (R)Block alike."""
+
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int, act: str):
+        super().__init__()
+        hidden = cin * expansion
+        self.residual = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            ConvBN(cin, hidden, 1, act=act),
+            ConvBN(hidden, hidden, 3, stride, groups=hidden, act=act),
+            ConvBN(hidden, cout, 1, act=None),
+        )
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
 def scaled(channels: int, width: float, divisor: int = 8) -> int:
     """Channels times the width multiplier, rounded to a multiple of `divisor`."""
     return max(divisor, int(round(channels * width / divisor)) * divisor)

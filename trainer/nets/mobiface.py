@@ -8,25 +8,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import ConvBN, final_spatial, scaled
+from .layers import ConvBN, InvertedResidual, final_spatial, scaled
 
 # (output channels, residual repeats): Block then RBlock x repeats, expansion 2
 STAGES = ((64, 2), (128, 3), (256, 6))
-
-
-class Bottleneck(nn.Module):
-    def __init__(self, channels_in: int, channels_out: int, stride: int, act: str):
-        super().__init__()
-        hidden = channels_in * 2
-        self.residual = stride == 1 and channels_in == channels_out
-        self.body = nn.Sequential(
-            ConvBN(channels_in, hidden, 1, act=act),
-            ConvBN(hidden, hidden, 3, stride, groups=hidden, act=act),
-            ConvBN(hidden, channels_out, 1, act=None),
-        )
-
-    def forward(self, x):
-        return x + self.body(x) if self.residual else self.body(x)
 
 
 class MobiFace(nn.Module):
@@ -39,9 +24,9 @@ class MobiFace(nn.Module):
         cin = stem
         for channels, repeats in STAGES:
             cout = scaled(channels, width)
-            layers.append(Bottleneck(cin, cout, 2, act))
+            layers.append(InvertedResidual(cin, cout, 2, 2, act))  # Block: halves the size
             cin = cout
-            layers += [Bottleneck(cin, cin, 1, act) for _ in range(repeats)]
+            layers += [InvertedResidual(cin, cin, 2, 1, act) for _ in range(repeats)]  # RBlocks
         last = scaled(512, width)
         layers.append(ConvBN(cin, last, 1, act=act))
         self.features = nn.Sequential(*layers)

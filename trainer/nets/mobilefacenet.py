@@ -5,25 +5,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import ConvBN, EmbeddingHead, final_spatial, scaled
+from .layers import ConvBN, EmbeddingHead, InvertedResidual, final_spatial, scaled
 
 # (expansion, output channels, repeats, first stride), as in the paper's Table 1
 STAGES = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
-
-
-class Bottleneck(nn.Module):
-    def __init__(self, cin: int, cout: int, expansion: int, stride: int, act: str):
-        super().__init__()
-        hidden = cin * expansion
-        self.residual = stride == 1 and cin == cout
-        self.body = nn.Sequential(
-            ConvBN(cin, hidden, 1, act=act),
-            ConvBN(hidden, hidden, 3, stride, groups=hidden, act=act),
-            ConvBN(hidden, cout, 1, act=None),
-        )
-
-    def forward(self, x):
-        return x + self.body(x) if self.residual else self.body(x)
 
 
 class MobileFaceNet(nn.Module):
@@ -37,7 +22,7 @@ class MobileFaceNet(nn.Module):
         for expansion, channels, repeats, stride in STAGES:
             cout = scaled(channels, width)
             for i in range(repeats):
-                layers.append(Bottleneck(cin, cout, expansion, stride if i == 0 else 1, act))
+                layers.append(InvertedResidual(cin, cout, expansion, stride if i == 0 else 1, act))
                 cin = cout
         last = scaled(512, width)
         layers.append(ConvBN(cin, last, 1, act=act))
