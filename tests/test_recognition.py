@@ -129,6 +129,35 @@ def test_index_best_sample_per_person_matches_brute_force():
     assert FaceIndex(16).search(unit[0]) == [[]]
 
 
+def test_index_int8_coarse_pass_finds_the_exact_best_people():
+    # Large galleries are scored in int8 first; the answer must still be the exact one.
+    rng = np.random.default_rng(1)
+    matrix = rng.standard_normal((6000, 128)).astype(np.float32)
+    people = rng.integers(0, 1500, 6000)
+    coarse = FaceIndex(128, coarse_from=1000)
+    coarse.replace(np.arange(6000), people, matrix.copy())
+    assert coarse._coarse is not None and coarse._coarse.dtype == np.int8
+    exact = FaceIndex(128, coarse_from=10**9)
+    exact.replace(np.arange(6000), people, matrix.copy())
+    assert exact._coarse is None
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    queries = unit[:40] + 0.6 * rng.standard_normal((40, 128)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    for fast, slow in zip(coarse.search(queries, k=3), exact.search(queries, k=3)):
+        assert [m.person_id for m in fast] == [m.person_id for m in slow]
+        assert [m.face_id for m in fast] == [m.face_id for m in slow]
+        assert [m.score for m in fast] == pytest.approx([m.score for m in slow], abs=1e-6)
+
+
+def test_index_int8_graph_is_valid_onnx():
+    import onnx  # the test install has it (train extra); the app does not need it
+    from faceapp.core.index import _int8_scores_model
+    model = onnx.load_from_string(_int8_scores_model())
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["MatMulInteger"]
+    assert [i.name for i in model.graph.input] == ["templates", "queries"]
+
+
 def test_quality_reasons(pipeline, photos):
     image = load_image(photos / "img1.jpg")
     face = pick_subject(pipeline.detector.detect(image))
