@@ -12,8 +12,8 @@ STAGES = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128
 
 
 class MobileFaceNet(nn.Module):
-    def __init__(self, width: float = 1.0, input_size: int = 112, embedding: int = 128,
-                 act: str = "relu"):
+    # no defaults here: StudentConfig is the one place for them (build() passes all)
+    def __init__(self, *, width: float, input_size: int, embedding: int, act: str):
         super().__init__()
         stem = scaled(64, width)
         layers = [ConvBN(3, stem, 3, 2, act=act),

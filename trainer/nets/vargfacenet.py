@@ -68,8 +68,8 @@ class DownsampleBlock(nn.Module):
 
 
 class VarGFaceNet(nn.Module):
-    def __init__(self, width: float = 1.0, input_size: int = 112, embedding: int = 128,
-                 act: str = "relu"):
+    # no defaults here: StudentConfig is the one place for them (build() passes all)
+    def __init__(self, *, width: float, input_size: int, embedding: int, act: str):
         super().__init__()
         head = scaled(40, width)
         layers = [ConvBN(3, head, 3, 1, act=act),  # head setting: stride 1
