@@ -30,6 +30,9 @@ VARIANTS = {
     "clean": ["--clean"],
     "prelu": ["--act", "prelu"],
     "leaky": ["--act", "leaky"],
+    # consistent teaching: compare with "clean", whose inputs also skip the poor-image chain
+    "online": ["--clean", "--online-teacher"],
+    "online-mixup": ["--clean", "--online-teacher", "--mixup", "0.5"],
 }
 
 

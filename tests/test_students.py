@@ -13,7 +13,7 @@ import torch
 from faceapp.core.embed import Embedder
 from faceapp.core.imageio import load_image
 from faceapp.core.models import ModelPack
-from trainer.augment import Augmentation, augment
+from trainer.augment import Augmentation, augment, chip_to_crop, paired_views
 from trainer.degrade import degrade_image
 from trainer.export import quantized_graph_report, run_onnx
 from trainer.losses import ArcFace, angular_distillation, normalized_l2_distillation
@@ -145,6 +145,65 @@ def test_degradation_makes_poorer_images_of_the_same_shape(face_crop):
     assert np.mean([_sharpness(o) for o in outs]) < 0.8 * _sharpness(face_crop)
 
 
+@pytest.fixture(scope="module")
+def face_views(photos):
+    """One real face as the student (arcface80) and the teacher (dlib150) frame it."""
+    from faceapp.core.align import align_face
+    from faceapp.core.detect import MTCNNDetector
+
+    image = load_image(photos / "img1.jpg")
+    landmarks = MTCNNDetector.from_pack("mtcnn-v1").detect(image)[0].landmarks
+    return (align_face(image, landmarks, "arcface80"), align_face(image, landmarks, "dlib150"),
+            chip_to_crop(landmarks, "dlib150", "arcface80"))
+
+
+# dlib's chip stops at the brows, the student's crop goes on to the hairline: compare
+# the crop's rows the chip covers, away from borders the jitter reflects in
+COVERED = (slice(30, 72), slice(12, 68))
+
+
+def test_paired_views_jitter_both_networks_the_same_way(face_views):
+    student, teacher, to_crop = face_views
+    # the teacher's chip carried into the student's framing is the student's crop
+    assert np.abs(cv2.warpAffine(teacher, to_crop, (80, 80)).astype(float)
+                  - student)[COVERED].mean() < 3
+    only_geometry = Augmentation(flip=0, color=0, gray=0, geometry=1.0, degrade=0)
+    for seed in range(4):
+        s_view, t_view = paired_views(student, teacher, to_crop, np.random.default_rng(seed),
+                                      only_geometry)
+        moved = np.abs(s_view.astype(float) - student)[COVERED].mean()
+        apart = np.abs(cv2.warpAffine(t_view, to_crop, (80, 80)).astype(float)
+                       - s_view)[COVERED].mean()
+        assert moved > 8 and apart < min(5.0, moved / 4), (seed, moved, apart)
+
+
+def test_paired_views_share_flip_colour_and_blend(face_views):
+    student, teacher, to_crop = face_views
+    partner = (np.full_like(student, 255), np.full_like(teacher, 255))  # a white card
+    everything = Augmentation(flip=1.0, color=1.0, gray=0, geometry=0, degrade=0, mixup=1.0)
+    s_view, t_view = paired_views(student, teacher, to_crop, np.random.default_rng(3),
+                                  everything, partner)
+    # the same flip, colours and blend: the chip, carried over, still matches the crop
+    assert np.abs(cv2.warpAffine(t_view[:, ::-1], to_crop, (80, 80)).astype(float)
+                  - s_view[:, ::-1])[COVERED].mean() < 3
+    # the blend is in both (above) and it did happen
+    plain = paired_views(student, teacher, to_crop, np.random.default_rng(3),
+                         Augmentation(flip=1.0, color=1.0, gray=0, geometry=0, degrade=0))[0]
+    assert (s_view.astype(float) - plain).mean() > 3
+    # the poor-image chain is the student's alone
+    poor = Augmentation(flip=0, color=0, gray=0, geometry=0, degrade=1.0)
+    s_view, t_view = paired_views(student, teacher, to_crop, np.random.default_rng(5), poor)
+    assert np.array_equal(t_view, teacher) and not np.array_equal(s_view, student)
+
+
+def test_mixup_needs_the_online_teacher():
+    from trainer.distill import DistillConfig
+
+    with pytest.raises(ValueError, match="online teacher"):
+        DistillConfig(mixup=0.5)
+    assert DistillConfig(mixup=0.5, teacher_online=True).mixup == 0.5
+
+
 def test_degraded_protocol_is_fixed_and_poorer(photos):
     image = load_image(photos / "img1.jpg")
     image = cv2.resize(image, (250, 250), interpolation=cv2.INTER_AREA)
@@ -214,6 +273,39 @@ def test_tiny_distillation_reduces_the_loss(tiny_run):
     assert (run.folder / "curves.png").stat().st_size > 0
 
 
+def test_online_teacher_run_learns_the_clean_targets_too(tiny_run):
+    """Trained only on augmented, blended views with online targets, the student also
+    gets closer to the cached targets of the clean faces: views and targets agree."""
+    from trainer.distill import DistillConfig, Run
+
+    torch.manual_seed(0)
+    config = DistillConfig(student=StudentConfig("mobilefacenet", 0.5, 64), epochs=6,
+                           batch_size=16, lr=3e-3, warmup_steps=2, limit=96,
+                           teacher_variant="int8", robust=False, teacher_online=True,
+                           mixup=0.5)
+    run = Run("tiny-online", config)
+    before = _clean_loss(run)
+    result = run.train(device="cpu", threads=2)
+    assert result["finished"] and result["epoch"] == 6
+    after = _clean_loss(run, run.load_model())
+    assert after < 0.85 * before, (before, after)
+
+
+def test_online_teacher_on_torch_gives_the_packs_embeddings(tiny_run):
+    """The CUDA path (torch network from dlib's weights), run here on the CPU, embeds
+    the chips as the pack that made the cached targets does."""
+    from trainer.cache import distill_targets
+    from trainer.distill import OnlineTeacher
+
+    run, _, _ = tiny_run
+    targets = distill_targets(limit=run.config.limit, teacher_variant="int8")
+    teacher = OnlineTeacher(targets, run.config, device="cpu", on_torch=True)
+    on_torch = teacher.embed(np.asarray(teacher.chips[:16]))
+    assert np.allclose(np.linalg.norm(on_torch, axis=1), 1, atol=1e-5)
+    agreement = np.sum(on_torch * np.asarray(targets.teacher[:16]), axis=1)
+    assert agreement.min() > 0.99, agreement  # the cached targets come from the int8 file
+
+
 def test_a_run_resumes_and_refuses_another_configuration(tiny_run):
     from trainer.distill import DistillConfig, Run
 
@@ -260,9 +352,11 @@ def test_command_line_options_make_the_configuration():
 
     args = build_parser().parse_args(
         ["distill", "--arch", "vargfacenet", "--width", "0.5", "--input-size", "64",
-         "--epochs", "3", "--distill-loss", "eq4", "--arcface-weight", "1", "--clean"])
+         "--epochs", "3", "--distill-loss", "eq4", "--arcface-weight", "1", "--clean",
+         "--online-teacher", "--mixup", "0.25"])
     config = _student_config(args)
     assert config.student == StudentConfig("vargfacenet", 0.5, 64)
     assert (config.epochs, config.distill_loss, config.arcface_weight, config.robust) == \
         (3, "eq4", 1.0, False)
+    assert (config.teacher_online, config.mixup) == (True, 0.25)
     assert config.alpha == 7.0  # the paper's weight unless told otherwise

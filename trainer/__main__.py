@@ -100,9 +100,11 @@ def _student_config(args):
             student[key] = value
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "lr", "distill_loss", "alpha", "arcface_weight",
-                  "init", "seed", "limit") if getattr(args, key) is not None}
+                  "init", "seed", "limit", "mixup") if getattr(args, key) is not None}
     if args.clean:
         overrides["robust"] = False
+    if args.online_teacher:
+        overrides["teacher_online"] = True
     data = config.to_dict()
     data.update(overrides)
     data["student"] = student
@@ -181,7 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arcface-weight", type=float, help="0 turns the ArcFace term off")
     p.add_argument("--init", help="run to start from (recursive distillation)")
     p.add_argument("--clean", action="store_true",
-                   help="no degradation of the student's inputs (only flips)")
+                   help="no degradation of the student's inputs")
+    p.add_argument("--online-teacher", action="store_true",
+                   help="the teacher embeds each augmented view as the student sees it "
+                        "(consistent teaching) instead of the cached clean face")
+    p.add_argument("--mixup", type=float,
+                   help="share of faces blended with another face (needs --online-teacher)")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="use only the first N training faces")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

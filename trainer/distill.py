@@ -11,6 +11,14 @@ Loss: L = w_arc * L_arc + alpha * L_s, where L_s is the angular distillation los
 the teacher's embedding of the clean face (or of its mirror when the student's input
 was flipped), and L_arc is ArcFace on the samples with an identity label (celeba10k).
 Generation 2 of recursive distillation starts from generation 1's weights (`init`).
+
+With `teacher_online` the teacher runs during training instead (consistent teaching,
+Beyer et al. 2022, "Knowledge distillation: A good teacher is patient and
+consistent"): both networks see the same jittered, recoloured face, blended with
+another face for a `mixup` share of the batch, and the target is the teacher's
+embedding of that very view. 26k cached targets are a small, fixed set for a student
+to memorise; online targets make every step new data. It costs a teacher pass per
+face, run on onnxruntime while the student trains.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .augment import Augmentation, augment
+from .augment import Augmentation, augment, chip_to_crop, paired_views
 from .cache import distill_targets, lfw_crops, train_crops
 from .losses import DISTILLATION_LOSSES, ArcFace
 from .nets import StudentConfig, build
@@ -54,6 +62,13 @@ class DistillConfig:
     checkpoint_minutes: float = 4.0
     limit: int | None = None  # use only the first N faces (tests, quick trials)
     teacher_variant: str = "fp32"  # which file of the teacher pack makes the targets
+    teacher_online: bool = False  # targets from the teacher on each augmented view
+    mixup: float = 0.0  # share of faces blended with another (needs teacher_online)
+
+    def __post_init__(self):
+        if self.mixup > 0 and not self.teacher_online:
+            raise ValueError("mixup needs the online teacher: a blend of two faces has "
+                             "no cached target")
 
     @classmethod
     def from_dict(cls, data: dict) -> "DistillConfig":
@@ -103,6 +118,55 @@ def student_model(config: StudentConfig, targets=None) -> TeacherSpace:
     center = teacher_center(targets)
     residual = np.asarray(targets.teacher) - center
     return TeacherSpace(build(config), center, float(np.linalg.norm(residual, axis=1).mean()))
+
+
+class OnlineTeacher:
+    """The teacher embedding augmented views during training (consistent teaching).
+
+    On CPU it is the pack's onnxruntime file (the one that made the cached targets,
+    and 10% faster than torch here); on CUDA the torch network converted from the same
+    dlib weights, which runs beside the student on the GPU.
+    """
+
+    def __init__(self, targets, cfg: DistillConfig, device: str = "cpu",
+                 on_torch: bool | None = None):
+        from faceapp.core.embed import Embedder
+        from faceapp.core.models import ModelPack
+
+        from .cache import TEACHER_PACK
+
+        # one thread: it runs beside the student's step, which has the others
+        self.embedder = Embedder(ModelPack.load(TEACHER_PACK), cfg.teacher_variant,
+                                 flip=False, threads=1)
+        self.network, self.device = None, device
+        if on_torch if on_torch is not None else device != "cpu":
+            from .teachers.dlib_resnet import load_dlib_resnet
+            self.network = load_dlib_resnet().to(device).eval()
+        self.chips = train_crops(targets, self.embedder.template.name)
+        self.landmarks = np.asarray(targets.landmarks)
+        self.student_template = cfg.student.template
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """Unit-length teacher embeddings of N x 150 x 150 x 3 uint8 RGB chips."""
+        if self.network is None:
+            return self.embedder.embed(chips)
+        with torch.no_grad():
+            out = self.network(self.network.normalise(chips).to(self.device))
+            return torch.nn.functional.normalize(out, dim=1).cpu().numpy()
+
+    def batch(self, crops: np.ndarray, indices: np.ndarray, rng: np.random.Generator,
+              aug: Augmentation) -> tuple[np.ndarray, torch.Tensor]:
+        students, teachers = [], []
+        for i in indices:
+            j = int(rng.integers(len(crops)))
+            to_crop = chip_to_crop(self.landmarks[i], self.embedder.template,
+                                   self.student_template)
+            s_view, t_view = paired_views(crops[i], self.chips[i], to_crop, rng, aug,
+                                          partner=(crops[j], self.chips[j]))
+            students.append(s_view)
+            teachers.append(t_view)
+        target = self.embed(np.stack(teachers))
+        return np.stack(students), torch.from_numpy(np.asarray(target, np.float32))
 
 
 def runs_dir() -> Path:
@@ -249,14 +313,23 @@ class Run:
             print(f"generation 2: starting from run '{cfg.init}'", file=sys.stderr)
 
         distill_loss = DISTILLATION_LOSSES[cfg.distill_loss]
-        aug = Augmentation() if cfg.robust else Augmentation(
-            flip=0.5, color=0.0, gray=0.0, geometry=0.0, degrade=0.0)
+        if cfg.teacher_online:
+            online = OnlineTeacher(targets, cfg, device)
+            aug = Augmentation(geometry=0.5, mixup=cfg.mixup,
+                               degrade=Augmentation.degrade if cfg.robust else 0.0)
+        else:
+            online = None
+            aug = Augmentation() if cfg.robust else Augmentation(
+                flip=0.5, color=0.0, gray=0.0, geometry=0.0, degrade=0.0)
         started = time.monotonic()
         last_save = started
         pool = ThreadPoolExecutor(max_workers=1)  # prepares the next batch meanwhile
 
         def make_batch(indices: np.ndarray, seed: int):
             rng = np.random.default_rng(seed)
+            if online is not None:
+                images, target = online.batch(crops, indices, rng, aug)
+                return to_input(images), target, torch.from_numpy(labels[indices])
             images, flipped = [], []
             for i in indices:
                 img, was_flipped = augment(crops[i], rng, aug)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# bench/bench_search.py on two cores: both paths take 2.9 ms at 100k templates; at 200k
-# int8 takes 5.3 ms and float 11.1 ms; at 1M 16 ms against 37 ms.
+# bench/bench_search.py on two cores: float takes 2.8 ms at 100k templates, int8 2.9 ms
+# at 200k (float roughly doubles there); at 1M int8 takes 17 ms against 37 ms. The
+# crossover sits between 100k and 200k; a power of two in between.
 COARSE_FROM = 131_072
 # Rows re-scored in float per query: int8 cosines are off by ~0.002, far less than the
 # gap between the best match and the 256th best.
