@@ -139,7 +139,9 @@ class OnlineTeacher:
         self.embedder = Embedder(ModelPack.load(TEACHER_PACK), cfg.teacher_variant,
                                  flip=False, threads=1)
         self.network, self.device = None, device
-        if on_torch if on_torch is not None else device != "cpu":
+        if on_torch is None:
+            on_torch = device != "cpu"
+        if on_torch:
             from .teachers.dlib_resnet import load_dlib_resnet
             self.network = load_dlib_resnet().to(device).eval()
         self.chips = train_crops(targets, self.embedder.template.name)
