@@ -306,6 +306,41 @@ def test_online_teacher_on_torch_gives_the_packs_embeddings(tiny_run):
     assert agreement.min() > 0.99, agreement  # the cached targets come from the int8 file
 
 
+def test_a_student_starts_from_one_trained_at_another_input_size(tiny_run):
+    """Only the head's global depthwise kernel depends on the input size: resampled,
+    the 64px student's weights embed 80px faces much as the 64px student embeds
+    64px ones, far closer than an untrained 80px student does."""
+    from trainer.cache import distill_targets, train_crops
+    from trainer.distill import student_model, to_input
+    from trainer.nets import load_across_sizes
+
+    run, _, _ = tiny_run
+    small = run.load_model()
+    targets = distill_targets(limit=run.config.limit, teacher_variant="int8")
+    large_config = StudentConfig("mobilefacenet", 0.5, 80)
+    torch.manual_seed(1)
+    untrained = student_model(large_config).eval()
+    transferred = student_model(large_config).eval()
+    assert load_across_sizes(transferred, small.state_dict()) == ["net.head.gdconv.0.weight"]
+    head = transferred.net.head.gdconv[0].weight
+    assert head.shape[2:] == (5, 5)
+    torch.testing.assert_close(head.sum(dim=(2, 3)), small.net.head.gdconv[0].weight.sum(dim=(2, 3)),
+                               rtol=0.1, atol=0.05)
+
+    def directions(model, template):
+        crops = np.asarray(train_crops(targets, template))[:48]
+        with torch.no_grad():
+            return torch.nn.functional.normalize(model.net(to_input(crops)), dim=1)
+
+    reference = directions(small, "arcface64")
+    kept = (directions(transferred, "arcface80") * reference).sum(1).mean()
+    fresh = (directions(untrained, "arcface80") * reference).sum(1).mean()
+    assert kept > 0.8 and kept > fresh + 0.5, (kept, fresh)
+
+    with pytest.raises(ValueError, match="different layers"):
+        load_across_sizes(student_model(StudentConfig("mobiface", 0.5, 80)), small.state_dict())
+
+
 def test_a_run_resumes_and_refuses_another_configuration(tiny_run):
     from trainer.distill import DistillConfig, Run
 

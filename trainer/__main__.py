@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-loss", choices=["eq4", "eq5"])
     p.add_argument("--alpha", type=float, help="weight of the distillation loss")
     p.add_argument("--arcface-weight", type=float, help="0 turns the ArcFace term off")
-    p.add_argument("--init", help="run to start from (recursive distillation)")
+    p.add_argument("--init", help="run to start from (recursive distillation; its input "
+                   "size may differ)")
     p.add_argument("--clean", action="store_true",
                    help="no degradation of the student's inputs")
     p.add_argument("--online-teacher", action="store_true",

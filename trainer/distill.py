@@ -37,7 +37,7 @@ import torch
 from .augment import Augmentation, augment, chip_to_crop, paired_views
 from .cache import distill_targets, lfw_crops, train_crops
 from .losses import DISTILLATION_LOSSES, ArcFace
-from .nets import StudentConfig, build
+from .nets import StudentConfig, build, load_across_sizes
 from .upstream import cache_dir
 
 # Student preprocessing (written into the pack's manifest): RGB, (x - 127.5) / 128.
@@ -311,8 +311,10 @@ class Run:
                   f"step {state['step_in_epoch']}", file=sys.stderr)
         elif cfg.init:
             previous = Run(cfg.init)
-            model.load_state_dict(previous.load_model().state_dict())
-            print(f"generation 2: starting from run '{cfg.init}'", file=sys.stderr)
+            resized = load_across_sizes(model, previous.load_model().state_dict())
+            print(f"generation 2: starting from run '{cfg.init}'"
+                  + (f" (resized from {previous.config.student.input_size}px: "
+                     f"{', '.join(resized)})" if resized else ""), file=sys.stderr)
 
         distill_loss = DISTILLATION_LOSSES[cfg.distill_loss]
         if cfg.teacher_online:

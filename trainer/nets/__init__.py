@@ -91,3 +91,36 @@ def count_multiply_adds(module: nn.Module, input_size: int) -> int:
     for hook in hooks:
         hook.remove()
     return total
+
+
+def load_across_sizes(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load weights trained at another input size; returns the names of resized ones.
+
+    Every weight but the head's global depthwise kernel is independent of the input
+    size, so a student for smaller faces can start from a trained one. That kernel
+    (one weight per position of the last feature map) is resampled to the new map
+    and scaled by the ratio of the two areas, so each channel's weights keep about
+    the same sum and the layer's outputs keep their scale.
+    """
+    own = model.state_dict()
+    if own.keys() != state.keys():
+        raise ValueError("the two networks have different layers "
+                         "(their architecture, width or PReLU differ)")
+    resized, loaded = [], {}
+    for name, weight in state.items():
+        target = own[name]
+        if weight.shape == target.shape:
+            loaded[name] = weight
+            continue
+        spatial_only = (weight.dim() == 4 and weight.shape[:2] == target.shape[:2]
+                        and weight.shape[1] == 1)  # depthwise: one input channel per group
+        if not spatial_only:
+            raise ValueError(f"'{name}' is {tuple(weight.shape)} in the saved network "
+                             f"and {tuple(target.shape)} here")
+        kernel = torch.nn.functional.interpolate(weight.float(), size=target.shape[2:],
+                                                 mode="bilinear", align_corners=True)
+        kernel = kernel * (weight[0, 0].numel() / kernel[0, 0].numel())
+        loaded[name] = kernel.to(weight.dtype)
+        resized.append(name)
+    model.load_state_dict(loaded)
+    return resized
