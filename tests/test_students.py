@@ -324,8 +324,8 @@ def test_a_student_starts_from_one_trained_at_another_input_size(tiny_run):
     assert load_across_sizes(transferred, small.state_dict()) == ["net.head.gdconv.0.weight"]
     head = transferred.net.head.gdconv[0].weight
     assert head.shape[2:] == (5, 5)
-    torch.testing.assert_close(head.sum(dim=(2, 3)), small.net.head.gdconv[0].weight.sum(dim=(2, 3)),
-                               rtol=0.1, atol=0.05)
+    original = small.net.head.gdconv[0].weight
+    torch.testing.assert_close(head.sum(dim=(2, 3)), original.sum(dim=(2, 3)), rtol=0.1, atol=0.05)
 
     def directions(model, template):
         crops = np.asarray(train_crops(targets, template))[:48]
@@ -339,6 +339,76 @@ def test_a_student_starts_from_one_trained_at_another_input_size(tiny_run):
 
     with pytest.raises(ValueError, match="different layers"):
         load_across_sizes(student_model(StudentConfig("mobiface", 0.5, 80)), small.state_dict())
+
+
+def _directions(embeddings: np.ndarray, center: np.ndarray) -> np.ndarray:
+    offsets = embeddings - center
+    return offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
+
+
+def test_activation_rounding_rounds_what_the_int8_pack_rounds(tiny_run, tmp_path):
+    """Quantization-aware training rounds the same tensors as the exported int8 graph,
+    with the same ranges; the network's outputs move as much as the pack's do."""
+    import onnx
+    from onnx import numpy_helper
+
+    from trainer.cache import distill_targets, train_crops
+    from trainer.distill import to_input
+    from trainer.quant_aware import ActivationRounding
+    from trainer.students import export_student
+
+    run, _, _ = tiny_run
+    targets = distill_targets(limit=run.config.limit, teacher_variant="int8")
+    crops = np.asarray(train_crops(targets, run.config.student.template))
+    calibration, held_out = crops[:32], to_input(crops[32:80])
+    pack = ModelPack.load(export_student(run, pack_name="tiny-rounding", out_root=tmp_path,
+                                         calibration=calibration))
+    graph = onnx.load(str(pack.file("int8"))).graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    activations = [node for node in graph.node  # weights are dequantized from constants
+                   if node.op_type == "DequantizeLinear" and node.input[0] not in constants]
+
+    model = run.load_model()
+    with torch.no_grad():
+        plain = model(held_out).numpy()
+        rounding = ActivationRounding(model.net, to_input(calibration))
+        simulated = model(held_out).numpy()
+        rounding.remove()
+        again = model(held_out).numpy()
+    np.testing.assert_allclose(again, plain, atol=1e-6)  # removed: the plain network
+
+    assert len(rounding) == len(activations) > 30
+    for fake, node in zip(rounding.roundings, activations):
+        assert float(fake.scale) == pytest.approx(float(constants[node.input[1]]), rel=1e-4)
+        assert int(fake.zero_point) == int(constants[node.input[2]])
+
+    center = model.center.numpy()
+    int8 = run_onnx(pack.file("int8"), held_out.numpy())
+    moved = 1 - np.sum(_directions(plain, center) * _directions(simulated, center), 1).mean()
+    moved_int8 = 1 - np.sum(_directions(plain, center) * _directions(int8, center), 1).mean()
+    assert moved_int8 / 3 < moved < 3 * moved_int8, (moved, moved_int8)
+
+
+def test_quantization_aware_fine_tuning_keeps_batch_norm_and_learns(tiny_run):
+    """A generation trained through the int8 rounding: batch norm keeps the statistics
+    the folded int8 graph will use, and the rounded network's loss goes down."""
+    from trainer.distill import DistillConfig, Run
+
+    run, _, _ = tiny_run
+    with pytest.raises(ValueError, match="init"):
+        DistillConfig(quant_aware=True)
+    config = DistillConfig(student=run.config.student, epochs=6, batch_size=16, lr=3e-3,
+                           warmup_steps=2, limit=96, teacher_variant="int8", robust=False,
+                           init="tiny", quant_aware=True)
+    tuned = Run("tiny-quant-aware", config)
+    assert tuned.train(device="cpu", threads=2)["finished"]
+    before, after = run.load_model().state_dict(), tuned.load_model().state_dict()
+    statistics = [name for name in before if "running_" in name]
+    assert len(statistics) > 50
+    for name in statistics:
+        torch.testing.assert_close(after[name], before[name])
+    losses = [entry["distill_loss"] for entry in tuned.log()]  # computed through the rounding
+    assert losses[-1] < 0.95 * losses[0], losses
 
 
 def test_a_run_resumes_and_refuses_another_configuration(tiny_run):
@@ -388,10 +458,11 @@ def test_command_line_options_make_the_configuration():
     args = build_parser().parse_args(
         ["distill", "--arch", "vargfacenet", "--width", "0.5", "--input-size", "64",
          "--epochs", "3", "--distill-loss", "eq4", "--arcface-weight", "1", "--clean",
-         "--online-teacher", "--mixup", "0.25"])
+         "--online-teacher", "--mixup", "0.25", "--init", "g1", "--quant-aware"])
     config = _student_config(args)
     assert config.student == StudentConfig("vargfacenet", 0.5, 64)
     assert (config.epochs, config.distill_loss, config.arcface_weight, config.robust) == \
         (3, "eq4", 1.0, False)
     assert (config.teacher_online, config.mixup) == (True, 0.25)
+    assert (config.init, config.quant_aware) == ("g1", True)
     assert config.alpha == 7.0  # the paper's weight unless told otherwise

@@ -105,6 +105,8 @@ def _student_config(args):
         overrides["robust"] = False
     if args.online_teacher:
         overrides["teacher_online"] = True
+    if args.quant_aware:
+        overrides["quant_aware"] = True
     data = config.to_dict()
     data.update(overrides)
     data["student"] = student
@@ -190,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(consistent teaching) instead of the cached clean face")
     p.add_argument("--mixup", type=float,
                    help="share of faces blended with another face (needs --online-teacher)")
+    p.add_argument("--quant-aware", action="store_true",
+                   help="fine-tune --init through the int8 graph's rounding, so the "
+                        "int8 pack keeps the fp32 accuracy")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="use only the first N training faces")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

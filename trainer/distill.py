@@ -38,11 +38,13 @@ from .augment import Augmentation, augment, chip_to_crop, paired_views
 from .cache import distill_targets, lfw_crops, train_crops
 from .losses import DISTILLATION_LOSSES, ArcFace
 from .nets import StudentConfig, build, load_across_sizes
+from .quant_aware import ActivationRounding, freeze_batch_norm
 from .upstream import cache_dir
 
 # Student preprocessing (written into the pack's manifest): RGB, (x - 127.5) / 128.
 STUDENT_MEAN = 127.5
 STUDENT_STD = 128.0
+RECALIBRATE_STEPS = 50  # quantization-aware training: int8 ranges measured again
 
 
 @dataclass
@@ -64,11 +66,15 @@ class DistillConfig:
     teacher_variant: str = "fp32"  # which file of the teacher pack makes the targets
     teacher_online: bool = False  # targets from the teacher on each augmented view
     mixup: float = 0.0  # share of faces blended with another (needs teacher_online)
+    quant_aware: bool = False  # train through int8 rounding (trainer/quant_aware.py)
 
     def __post_init__(self):
         if self.mixup > 0 and not self.teacher_online:
             raise ValueError("mixup needs the online teacher: a blend of two faces has "
                              "no cached target")
+        if self.quant_aware and not self.init:
+            raise ValueError("quantization-aware training fine-tunes a trained student: "
+                             "give the run to start from (init)")
 
     @classmethod
     def from_dict(cls, data: dict) -> "DistillConfig":
@@ -80,6 +86,15 @@ class DistillConfig:
         out = asdict(self)
         out["student"] = self.student.to_dict()
         return out
+
+
+CALIBRATION_FACES = 512  # int8 ranges are measured on these training faces
+
+
+def calibration_rows(count: int, faces: int = CALIBRATION_FACES) -> np.ndarray:
+    """Which training faces calibrate int8 ranges (the export's, and quantization-aware
+    training's, so both round with the same ranges)."""
+    return np.sort(np.random.default_rng(1).choice(count, min(count, faces), replace=False))
 
 
 def teacher_center(targets) -> np.ndarray:
@@ -316,6 +331,11 @@ class Run:
                   + (f" (resized from {previous.config.student.input_size}px: "
                      f"{', '.join(resized)})" if resized else ""), file=sys.stderr)
 
+        rounding = None
+        if cfg.quant_aware:
+            calibration = to_input(np.asarray(crops[calibration_rows(n)]))
+            rounding = ActivationRounding(
+                model.net, calibration.to(device).contiguous(memory_format=torch.channels_last))
         distill_loss = DISTILLATION_LOSSES[cfg.distill_loss]
         if cfg.teacher_online:
             online = OnlineTeacher(targets, cfg, device)
@@ -356,6 +376,8 @@ class Run:
                 state["sums"] = {"distill": 0.0, "arc": 0.0, "cosine": 0.0, "batches": 0}
             order = np.asarray(state["order"])
             model.train()
+            if rounding is not None:
+                freeze_batch_norm(model)
             bar = _progress(steps_per_epoch, state["step_in_epoch"],
                             f"{self.name} epoch {epoch + 1}/{cfg.epochs}")
 
@@ -371,6 +393,8 @@ class Run:
                     pending = batch_at(step + 1)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(epoch * steps_per_epoch + step)
+                if rounding is not None and step % RECALIBRATE_STEPS == 0:
+                    rounding.calibrate()  # the ranges follow the weights
                 x = x.to(device).contiguous(memory_format=torch.channels_last)
                 target = target.to(device)
                 embedding = model.net(x)  # the centred direction (see TeacherSpace)
@@ -415,6 +439,8 @@ class Run:
                      "train_cosine": sums["cosine"] / max(1, sums["batches"]),
                      "minutes": round((time.monotonic() - started) / 60, 2)}
             if cfg.limit is None:
+                if rounding is not None:  # LFW through the rounding: simulated int8
+                    entry["int8_rounding"] = True
                 entry["lfw"] = lfw_accuracy(model, cfg.student.template, device)
                 if epoch + 1 == cfg.epochs:
                     entry["lfw_low"] = lfw_low_accuracy(model, cfg.student.template, device)

@@ -9,24 +9,22 @@ import numpy as np
 import torch
 
 from .cache import distill_targets, train_crops
-from .distill import STUDENT_MEAN, STUDENT_STD, Run, to_input
+from .distill import (CALIBRATION_FACES, STUDENT_MEAN, STUDENT_STD, Run, calibration_rows,
+                      to_input)
 from .export import (export_onnx, input_convolutions, nodes_after_last_compute,
                      quantize_int8, quantized_graph_report, run_onnx)
 from .nets import count_multiply_adds, count_parameters
 from .packs import register_file, repo_packs_dir, write_manifest
 
-CALIBRATION_FACES = 512
 TRAINING_DATA_NOTE = (
     "distilled from dlib's ResNet (CC0) on faces from UTKFace, CelebA, MEBeauty and "
     "SCUT-FBP5500 (research datasets, non-commercial use); the weights are ours, the "
     "datasets are not shipped")
 
 
-def calibration_crops(template: str, count: int = CALIBRATION_FACES, seed: int = 1) -> np.ndarray:
-    targets = distill_targets()
-    crops = train_crops(targets, template)
-    rows = np.sort(np.random.default_rng(seed).choice(len(crops), count, replace=False))
-    return np.asarray(crops[rows])
+def calibration_crops(template: str, count: int = CALIBRATION_FACES) -> np.ndarray:
+    crops = train_crops(distill_targets(), template)
+    return np.asarray(crops[calibration_rows(len(crops), count)])
 
 
 def export_student(run: Run, pack_name: str | None = None, out_root: Path | None = None,
@@ -54,7 +52,8 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
     # held-out faces, for ~1% of the multiply-adds; the teacher shows the same), and
     # the elementwise tail after the last convolution (unit length, teacher's space).
     keep = input_convolutions(out_dir / fp32_name) + nodes_after_last_compute(out_dir / fp32_name)
-    quantize_int8(out_dir / fp32_name, out_dir / int8_name, batch, keep_fp32=keep)
+    quantize_int8(out_dir / fp32_name, out_dir / int8_name, batch, keep_fp32=keep,
+                  seven_bit_weights=True)
     report = quantized_graph_report(out_dir / int8_name, keep)
     if report["fp32_islands"]:
         raise RuntimeError(f"int8 graph has fp32 compute nodes: {report['fp32_islands']}")
@@ -92,7 +91,7 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
     register_file(manifest, out_dir, "fp32", fp32_name, shipped=False,
                   missing_hint=f"not shipped; `python -m trainer export-student --run {run.name}`")
     manifest["quantization"] = {
-        "format": "QDQ", "weights": "int8 per-channel", "activations": "uint8",
+        "format": "QDQ", "weights": "int8 per-channel, 7-bit range", "activations": "uint8",
         "calibration": f"{len(batch)} aligned faces from ../shared/data/train, minmax ranges",
         "int8_vs_fp32_cosine": {"mean": round(float(cos.mean()), 5),
                                 "worst": round(float(cos.min()), 5)},
