@@ -423,6 +423,41 @@ def test_a_run_resumes_and_refuses_another_configuration(tiny_run):
         Run("tiny", DistillConfig(epochs=99))
 
 
+def test_a_kept_generation_outlives_the_trainer_cache(tiny_run, tmp_path, monkeypatch):
+    """A finished run kept in the repository is found by name once the machine's trainer
+    cache is gone, with the same weights, and cannot be trained further in place."""
+    from trainer.distill import DistillConfig, Run
+
+    run, _, _ = tiny_run
+    monkeypatch.setenv("FACEAPP_TRAINER_GENERATIONS", str(tmp_path / "generations"))
+    with pytest.raises(ValueError, match="not finished"):
+        Run("never-trained", DistillConfig(epochs=3)).keep()
+    kept = run.keep()
+    assert kept == tmp_path / "generations" / "tiny"
+    assert sorted(p.name for p in kept.iterdir()) == ["checkpoint.pt", "config.json", "log.jsonl"]
+    # the optimizer's state stays behind: the kept file is about the weights' size
+    weights = sum(t.numel() * t.element_size() for t in run.load_model().state_dict().values())
+    assert (kept / "checkpoint.pt").stat().st_size < 1.2 * weights + 100_000
+
+    monkeypatch.setenv("FACEAPP_TRAINER_CACHE", str(tmp_path / "another-machine"))
+    again = Run("tiny")
+    assert again.kept and again.config == run.config and again.log() == run.log()
+    crops = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (4, 3, 64, 64))
+                             .astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(again.load_model()(crops), run.load_model()(crops))
+    with pytest.raises(ValueError, match="--init tiny"):
+        again.train(device="cpu")
+
+    # the next generation's pack records where it came from, even across machines
+    child = Run("tiny-g2", DistillConfig(student=run.config.student, init="tiny"))
+    lineage = child.lineage()
+    assert [(g["run"], g["epochs"]) for g in lineage] == [("tiny", 6), ("tiny-g2", 0)]
+    assert lineage[0]["lfw_last_epoch"] is None  # a run on a --limit of faces skips LFW
+    orphan = Run("orphan", DistillConfig(student=run.config.student, init="gone"))
+    assert [(g["run"], g["epochs"]) for g in orphan.lineage()] == [("gone", None), ("orphan", 0)]
+
+
 def test_export_makes_a_pack_the_app_loads(tiny_run, tmp_path, photos):
     from trainer.students import export_student
 
@@ -450,6 +485,16 @@ def test_export_makes_a_pack_the_app_loads(tiny_run, tmp_path, photos):
     a, b = fp32.embed(crop)[0], int8.embed(crop)[0]
     assert a.shape == (128,) and abs(np.linalg.norm(a) - 1) < 1e-5
     assert float(a @ b) > 0.95
+
+    # rebuilt from the same run, the files are byte-identical: measured figures stay
+    from trainer.packs import update_manifest
+    update_manifest(pack_dir, evaluation={"lfw": {"int8": {"accuracy_mean": 0.5}}})
+    again = ModelPack.load(export_student(run, pack_name="tiny-student", out_root=tmp_path,
+                                          calibration=calibration))
+    assert again.manifest["files"] == pack.manifest["files"]
+    assert again.manifest["evaluation"]["lfw"]["int8"]["accuracy_mean"] == 0.5
+    assert "--pack-name tiny-student" in again.manifest["files"]["fp32"]["missing_hint"]
+    assert again.manifest["licence"] == "CC0-1.0"
 
 
 def test_command_line_options_make_the_configuration():

@@ -142,6 +142,14 @@ def cmd_export_student(args) -> int:
     return 0
 
 
+def cmd_keep_run(args) -> int:
+    from .distill import Run
+
+    print(f"kept run '{args.run}' in {Run(args.run).keep()} (commit it: the next "
+          f"generation starts from it with --init {args.run})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-root", help="where the pack folder goes (default assets/models: "
                                       "shipped with the app)")
     p.set_defaults(func=cmd_export_student)
+
+    p = sub.add_parser("keep-run", help="copy a finished run's weights into the repository "
+                                        "(trainer/generations/) for later --init")
+    p.add_argument("--run", required=True)
+    p.set_defaults(func=cmd_keep_run)
     return parser
 
 

@@ -6,7 +6,6 @@ Only the int8 file ships with the app; the fp32 file is rebuilt from the upstrea
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from . import upstream
 from .data import aligned_train_faces
 from .export import (export_onnx, input_convolutions, quantize_int8, quantized_graph_report,
                      run_onnx)
-from .packs import register_file, repo_packs_dir, write_manifest
+from .packs import keep_measured_figures, register_file, repo_packs_dir, write_manifest
 from .teachers.dlib_resnet import load_dlib_resnet
 
 PACK_NAME = "dlib-resnet-v1"
@@ -106,12 +105,6 @@ def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBR
         "quantized_compute_nodes": report["quantized_compute_nodes"],
         "fp32_by_design": report["fp32_by_design"],
     }
-    previous = out_dir / "manifest.json"
-    if previous.exists():  # figures measured on identical files stay valid
-        old = json.loads(previous.read_text())
-        if old.get("files") == manifest["files"]:
-            for key in ("evaluation", "operating_points"):
-                if key in old:
-                    manifest[key] = old[key]
+    keep_measured_figures(out_dir, manifest)
     write_manifest(out_dir, manifest)
     return out_dir

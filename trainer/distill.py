@@ -6,6 +6,12 @@ epoch: losses and LFW accuracy) and curves.png. Running the same command again r
 from the checkpoint, which is written every few minutes and at the end of each epoch,
 so a 2-core machine can train across several sessions.
 
+A trainer cache does not outlive its machine. `Run.keep()` copies a finished run's
+weights, configuration and log into the repository (`trainer/generations/<name>/`,
+the student's weights only: ~4 MB for MobileFaceNet), where `--init` and
+`export-student` find it when the cache has no run of that name: the next generation
+starts from it on any machine.
+
 Loss: L = w_arc * L_arc + alpha * L_s, where L_s is the angular distillation loss
 (VarGFaceNet Eq. 4 or Eq. 5) between the student's embedding of an augmented face and
 the teacher's embedding of the clean face (or of its mirror when the student's input
@@ -190,6 +196,12 @@ def runs_dir() -> Path:
     return cache_dir() / "runs"
 
 
+def kept_runs_dir() -> Path:
+    """Finished runs kept in the repository (weights, configuration, log)."""
+    override = os.environ.get("FACEAPP_TRAINER_GENERATIONS")
+    return Path(override) if override else Path(__file__).resolve().parent / "generations"
+
+
 def to_input(crops: np.ndarray) -> torch.Tensor:
     """N x H x W x 3 uint8 RGB -> the student's N x 3 x H x W input."""
     # np.array copies: the crops may be a read-only memory map
@@ -246,6 +258,11 @@ class Run:
     def __init__(self, name: str, config: DistillConfig | None = None):
         self.name = name
         self.folder = runs_dir() / name
+        kept = kept_runs_dir() / name
+        # a run in this machine's cache wins; otherwise a generation kept in the repository
+        self.kept = not self.folder.exists() and (kept / "config.json").exists()
+        if self.kept:
+            self.folder = kept
         saved = self.folder / "config.json"
         if saved.exists():
             stored = DistillConfig.from_dict(json.loads(saved.read_text()))
@@ -254,7 +271,8 @@ class Run:
                                  f"({saved}); pick a new name or drop the options")
             config = stored
         if config is None:
-            raise FileNotFoundError(f"no run named '{name}' in {runs_dir()}")
+            raise FileNotFoundError(f"no run named '{name}' in {runs_dir()} "
+                                    f"or {kept_runs_dir()}")
         self.config = config
 
     @property
@@ -273,6 +291,41 @@ class Run:
         model.load_state_dict(state["model"])
         return model.eval()
 
+    def lineage(self) -> list[dict]:
+        """This run and the runs it started from (--init), oldest first, as far as they
+        are on this machine or kept in the repository."""
+        chain, run = [], self
+        while True:
+            log = run.log()
+            chain.append({"run": run.name, "epochs": len(log),
+                          "lfw_last_epoch": (log[-1].get("lfw") or {}).get("accuracy")
+                          if log else None})
+            if not run.config.init:
+                return chain[::-1]
+            try:
+                run = Run(run.config.init)
+            except FileNotFoundError:
+                chain.append({"run": run.config.init, "epochs": None, "lfw_last_epoch": None})
+                return chain[::-1]
+
+    def keep(self) -> Path:
+        """Copy the finished run's weights, configuration and log into the repository."""
+        if self.kept:
+            return self.folder
+        log = self.log()
+        if not log or log[-1]["epoch"] < self.config.epochs:
+            raise ValueError(f"run '{self.name}' has not finished its "
+                             f"{self.config.epochs} epochs: nothing to keep yet")
+        saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        out = kept_runs_dir() / self.name
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "checkpoint.tmp"
+        torch.save({"model": saved["model"]}, tmp)  # no optimizer: it is for --init
+        os.replace(tmp, out / "checkpoint.pt")
+        (out / "log.jsonl").write_text((self.folder / "log.jsonl").read_text())
+        (out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        return out
+
     def _save(self, state: dict) -> None:
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -282,6 +335,9 @@ class Run:
               threads: int | None = None) -> dict:
         """Train (or resume) until the configured epochs are done or max_minutes pass."""
         cfg = self.config
+        if self.kept:
+            raise ValueError(f"'{self.name}' is a generation kept in the repository; "
+                             f"train a new run from it with --init {self.name}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if threads:
             torch.set_num_threads(threads)

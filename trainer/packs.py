@@ -34,6 +34,17 @@ def write_manifest(pack_dir: Path, manifest: dict[str, Any]) -> ModelPack:
     return ModelPack.load(pack_dir)
 
 
+def keep_measured_figures(pack_dir: Path, manifest: dict[str, Any]) -> None:
+    """A pack rebuilt with byte-identical files keeps the figures measured on them."""
+    previous = pack_dir / MANIFEST
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("files") == manifest["files"]:
+            for key in ("evaluation", "operating_points"):
+                if key in old:
+                    manifest[key] = old[key]
+
+
 def update_manifest(pack_dir: Path, **fields: Any) -> ModelPack:
     pack = ModelPack.load(pack_dir)
     manifest = dict(pack.manifest)

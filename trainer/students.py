@@ -14,7 +14,7 @@ from .distill import (CALIBRATION_FACES, STUDENT_MEAN, STUDENT_STD, Run, calibra
 from .export import (export_onnx, input_convolutions, nodes_after_last_compute,
                      quantize_int8, quantized_graph_report, run_onnx)
 from .nets import count_multiply_adds, count_parameters
-from .packs import register_file, repo_packs_dir, write_manifest
+from .packs import keep_measured_figures, register_file, repo_packs_dir, write_manifest
 
 TRAINING_DATA_NOTE = (
     "distilled from dlib's ResNet (CC0) on faces from UTKFace, CelebA, MEBeauty and "
@@ -76,7 +76,11 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
         "embedding_size": cfg.embedding,
         "flip_fusion": False,
         "similarity": "cosine",
-        "licence": "CC0-1.0 teacher; see provenance.training_data",
+        "licence": "CC0-1.0",
+        "licence_note": "the weights are the project's, released CC0 like the teacher "
+                        "they reproduce; the faces they were distilled on are research "
+                        "data (provenance.training_data): check those terms before "
+                        "commercial use",
         "architecture": {**cfg.to_dict(), "parameters": count_parameters(model),
                          "multiply_adds": count_multiply_adds(model, size)},
         "provenance": {
@@ -84,12 +88,14 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
             "training_data": TRAINING_DATA_NOTE,
             "distillation": run.config.to_dict(),
             "epochs_trained": len(log),
+            "generations": run.lineage(),
             "trained_by": f"python -m trainer distill --name {run.name}",
         },
     }
     register_file(manifest, out_dir, "int8", int8_name)
     register_file(manifest, out_dir, "fp32", fp32_name, shipped=False,
-                  missing_hint=f"not shipped; `python -m trainer export-student --run {run.name}`")
+                  missing_hint=f"not shipped; `python -m trainer export-student --run {run.name}"
+                               + (f" --pack-name {name}`" if pack_name else "`"))
     manifest["quantization"] = {
         "format": "QDQ", "weights": "int8 per-channel, 7-bit range", "activations": "uint8",
         "calibration": f"{len(batch)} aligned faces from ../shared/data/train, minmax ranges",
@@ -99,5 +105,6 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
         "fp32_by_design": report["fp32_by_design"],
         "fp32_tail": nodes_after_last_compute(out_dir / fp32_name),
     }
+    keep_measured_figures(out_dir, manifest)
     write_manifest(out_dir, manifest)
     return out_dir
