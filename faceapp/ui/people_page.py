@@ -209,6 +209,9 @@ class PeoplePage(QWidget):
     def _loaded(self, generation: int, cards: list[PersonCard]) -> None:
         if generation != self._generation:
             return
+        # Taken before the model is cleared: clearing moves the current index, and some
+        # Qt versions report that move (it would overwrite selected_id).
+        wanted = self.selected_id
         self.cards = {c.person.id: c for c in cards}
         self.model.clear()
         for card in cards:
@@ -223,7 +226,7 @@ class PeoplePage(QWidget):
             self.model.appendRow(item)
         self.count_label.setText(f"{len(cards)} people" if len(cards) != 1 else "1 person")
         self.loaded = True
-        keep = self.selected_id if self.selected_id in self.cards else None
+        keep = wanted if wanted in self.cards else None
         if keep is None and cards:
             keep = cards[0].person.id
         self.select_person(keep)
