@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from faceapp.core.enroll import Enroller  # noqa: E402
 from faceapp.core.gallery import Gallery  # noqa: E402
 from faceapp.core.imageio import load_image  # noqa: E402
-from faceapp.core.recognize import FacePipeline, Recognizer, Thresholds  # noqa: E402
+from faceapp.core.recognize import FacePipeline, Recognizer  # noqa: E402
 from trainer.data import shared_data_root  # noqa: E402
 
 PEOPLE = ["Colin_Powell", "Serena_Williams", "Hugo_Chavez"]
@@ -76,8 +76,7 @@ def main(argv=None) -> int:
             report = enroller.enroll_photos(name, [lfw / name / f"{name}_0001.jpg"])
             assert report.added == 1, report.skipped
         for track in (True, False):
-            recognizer = Recognizer(pipeline, gallery, Thresholds.for_embedder(pipeline.embedder),
-                                    log_events=False)
+            recognizer = Recognizer(pipeline, gallery, "balanced", log_events=False)
             fps, stages, known = run(recognizer, frames, track)
             label = "tracking" if track else "no tracking"
             print(f"{label:12} {fps:6.1f} frames/s, {known / len(frames):.2f} of 3 faces "

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
                         help="folders of more embedder packs (e.g. trial students)")
     args = parser.parse_args(argv)
 
-    packs = available_packs("embedder")
+    packs = available_packs("embedder", include_unlisted=True)
     for folder in args.also:
         packs += [ModelPack.load(child) for child in sorted(Path(folder).iterdir())
                   if (child / "manifest.json").exists()]

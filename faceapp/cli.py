@@ -16,8 +16,8 @@ from pathlib import Path
 from .core.imageio import ImageError, load_image
 from .core.models import ModelPackError
 from .core.paths import default_gallery_path, ensure_private_dir
-from .core.recognize import (DEFAULT_DETECTOR, DEFAULT_EMBEDDER, OPERATING_POINTS,
-                             FacePipeline, Recognizer, Thresholds)
+from .core.operating import NAMED_POINTS, OperatingPoint
+from .core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
 
 
 class CommandError(RuntimeError):
@@ -69,13 +69,8 @@ def _pipeline(args) -> FacePipeline:
                                threads=args.threads)
 
 
-def _thresholds(args, pipeline) -> Thresholds:
-    level = args.threshold
-    try:
-        level = float(level)
-    except ValueError:
-        pass
-    return Thresholds.for_embedder(pipeline.embedder, level)
+def _point(args) -> OperatingPoint:
+    return OperatingPoint.parse(args.threshold)
 
 
 def _person_id(gallery, name: str) -> int:
@@ -155,31 +150,50 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _identity_record(frame, face, names: dict) -> dict:
+    """One face's answer, and why: the nearest people and their scores."""
+    decision = face.decision
+    return {
+        "frame": frame.index, "path": frame.path, "track": face.track_id,
+        "box": [round(float(v), 1) for v in face.face.box],
+        "person": names.get(decision.person_id) if decision.known else None,
+        "score": round(decision.score, 4), "reason": decision.reason,
+        "nearest": names.get(decision.nearest_id),
+        "runner_up": names.get(decision.runner_up_id),
+        "runner_up_score": None if decision.runner_up is None else round(decision.runner_up, 4)}
+
+
 def cmd_identify(args) -> int:
-    from .core.sources import SourceError, open_source
+    from .core.sources import ImageFolderSource, SourceError, open_source
 
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
-        recognizer = Recognizer(pipeline, gallery, _thresholds(args, pipeline),
-                                log_events=not args.no_events)
+        recognizer = Recognizer(pipeline, gallery, _point(args), log_events=not args.no_events)
+        rule = recognizer.rule
+        print(f"{len(recognizer.index)} samples of {rule.people if len(recognizer.index) else 0} "
+              f"people; at {recognizer.identifier.point}: threshold {rule.threshold:.4f}"
+              + (f", runner-up weight {rule.runner_up_weight:.3f}" if rule.runner_up_weight
+                 else "")
+              + (f", expected strangers named {rule.fpir:.2%}" if rule.fpir is not None else "")
+              + (f", enrolled people missed ~{rule.miss:.0%}" if rule.miss is not None else ""),
+              file=sys.stderr)
         names = {p.id: p.name for p in gallery.people()}
         try:
             with open_source(args.source) as source:
+                # Photos in a folder are unrelated stills unless asked: tracking across
+                # them carries one photo's name onto the next.
+                stills = args.stills or (isinstance(source, ImageFolderSource)
+                                         and not args.track)
                 for frame in source:
                     result = recognizer.process(frame.image, source=source.label,
-                                                track=source.is_live or not args.stills)
+                                                track=source.is_live or not stills)
+                    seen = {f.decision.nearest_id for f in result.faces} - {None}
+                    if not seen <= names.keys() or frame.index % 50 == 0:
+                        names = {p.id: p.name for p in gallery.people()}  # people changed
                     for face in result.faces:
-                        decision = face.decision
-                        print(json.dumps({
-                            "frame": frame.index, "path": frame.path, "track": face.track_id,
-                            "box": [round(float(v), 1) for v in face.face.box],
-                            "person": names.get(decision.person_id) if decision.known else None,
-                            "score": round(decision.score, 4), "reason": decision.reason}),
-                            flush=True)
+                        print(json.dumps(_identity_record(frame, face, names)), flush=True)
                     if args.max_frames and frame.index + 1 >= args.max_frames:
                         break
-                    if frame.index % 50 == 0:
-                        names = {p.id: p.name for p in gallery.people()}
         except SourceError as exc:
             raise CommandError(str(exc)) from None
     return 0
@@ -259,17 +273,38 @@ def cmd_reembed(args) -> int:
     return 0
 
 
+def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--db", default=default(None),
+                        help=f"gallery file (default {default_gallery_path()})")
+    parser.add_argument("--detector", default=default(DEFAULT_DETECTOR), help="detector pack")
+    parser.add_argument("--model", default=default(DEFAULT_EMBEDDER), help="embedder pack")
+    parser.add_argument("--min-face", type=int, default=default(40),
+                        help="smallest face, pixels")
+    parser.add_argument("--threads", type=int, default=default(2))
+    parser.add_argument("--threshold", default=default("balanced"),
+                        help=f"{' / '.join(NAMED_POINTS)} (strangers named: "
+                             f"{', '.join(f'{v:.1%}%' for v in NAMED_POINTS.values())}, "
+                             "for the gallery's size), fpir=RATE, or a cosine value")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceapp", description="Offline face recognition. "
                                      "With no command, the desktop app opens.")
-    parser.add_argument("--db", help=f"gallery file (default {default_gallery_path()})")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="detector pack")
-    parser.add_argument("--model", default=DEFAULT_EMBEDDER, help="embedder pack")
-    parser.add_argument("--min-face", type=int, default=40, help="smallest face, pixels")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--threshold", default="balanced",
-                        help=f"{' / '.join(OPERATING_POINTS)} or a cosine value")
+    _global_options(parser, defaults=True)
+    # The same options after the command (`enroll NAME photo.jpg --db g.db`): there they
+    # default to "not given", so they never undo one given before the command.
+    after = argparse.ArgumentParser(add_help=False)
+    _global_options(after, defaults=False)
     sub = parser.add_subparsers(dest="command")
+    add_parser = sub.add_parser
+
+    def with_globals(name, **kwargs):
+        return add_parser(name, parents=[after], **kwargs)
+
+    sub.add_parser = with_globals
 
     p = sub.add_parser("detect", help="faces, boxes and landmarks in photos (JSON lines)")
     p.add_argument("images", nargs="+")
@@ -296,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--stills", action="store_true",
-                   help="treat frames as unrelated photos (no tracking)")
+                   help="treat frames as unrelated photos (no tracking; the default for "
+                        "a folder)")
+    p.add_argument("--track", action="store_true",
+                   help="track faces across a folder's photos (a folder of video frames)")
     p.add_argument("--no-events", action="store_true", help="do not write the event log")
     p.set_defaults(func=cmd_identify)
 

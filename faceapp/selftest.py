@@ -104,8 +104,7 @@ def _checks(say) -> None:
     from .core.gallery import Gallery
     from .core.imageio import ImageError, load_image
     from .core.models import ModelPack, ModelPackError, packs_dir
-    from .core.recognize import (DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer,
-                                 Thresholds)
+    from .core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
 
     say(f"models folder: {packs_dir()}")
     say(f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}")
@@ -147,8 +146,8 @@ def _checks(say) -> None:
             say(f"enroll: {_ms(time.perf_counter() - t0)} "
                 f"(face {prepared.face.width:.0f} px, quality {prepared.quality.score:.2f})")
 
-            thresholds = Thresholds.for_embedder(pipeline.embedder, "balanced")
-            recognizer = Recognizer(pipeline, gallery, thresholds, log_events=False)
+            recognizer = Recognizer(pipeline, gallery, "balanced", log_events=False)
+            threshold = recognizer.rule.threshold
             probe = transformed_copy(image)
             t0 = time.perf_counter()
             result = recognizer.process(probe, source="self-test", track=False)
@@ -157,13 +156,13 @@ def _checks(say) -> None:
                 raise SelfTestError("no face found in the mirrored copy of the sample photo")
             decision = result.faces[0].decision
             say(f"  -> {PERSON if decision.person_id == person_id else decision.person_id}, "
-                f"cosine {decision.score:.3f} (accept >= {thresholds.accept:.3f}), "
+                f"cosine {decision.score:.3f} (accept >= {threshold:.3f}), "
                 f"{decision.reason}")
             if decision.person_id != person_id:
                 raise SelfTestError(
                     f"the mirrored sample was not identified as the enrolled person "
                     f"({decision.reason}, cosine {decision.score:.3f}, "
-                    f"threshold {thresholds.accept:.3f})")
+                    f"threshold {threshold:.3f})")
         finally:
             gallery.close()
     finally:

@@ -24,6 +24,7 @@ import pytest
 from faceapp.core.archive import ArchiveError, WrongPassphrase, export_gallery, import_gallery
 from faceapp.core.gallery import (
     SCHEMA_VERSION,
+    EventDetails,
     FaceSample,
     Gallery,
     GalleryError,
@@ -353,8 +354,8 @@ def test_events_filters_csv_and_pruning(gallery, crops, tmp_path):
     out = tmp_path / "events.csv"
     assert gallery.export_events_csv(out) == 4
     rows = list(csv.reader(out.open(encoding="utf-8")))
-    assert rows[0] == ["time", "name", "score", "source"]
-    assert rows[1] == ["2024-05-01T12:00:00.000000Z", "'=Ada", "0.91", "cam-1"]
+    assert rows[0][:4] == ["time", "name", "score", "source"]
+    assert rows[1][:5] == ["2024-05-01T12:00:00.000000Z", "'=Ada", "0.91", "cam-1", "match"]
     assert [r[1] for r in rows[1:]] == ["'=Ada", "unknown", "'=Ada", "unknown"]
 
     assert gallery.prune_events(t0 + timedelta(hours=1, minutes=30)) == 2
@@ -542,7 +543,7 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
     with Gallery(path) as g:
         backup = tmp_path / "old.db.v1.bak"
         assert g.last_backup == backup and mode(backup) == 0o600
-        assert g.schema_version() == SCHEMA_VERSION == 2
+        assert g.schema_version() == SCHEMA_VERSION == 3
         assert [(p.name, p.face_count) for p in g.people()] == [("Ada", 2), ("Bob", 1)]
         np.testing.assert_array_equal(g.face_crop(2), crops[1])
         assert [(e.id, e.person_id, e.name) for e in g.events()] == \
@@ -553,6 +554,19 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
         assert list(g.embeddings("m")[0]) == [2, 3]
         g.add_event(2, 0.7, "cam")
         assert g.events(person_id=2)[0].name == "Bob"
+        # v3: old events keep what they knew; new ones say why and where
+        assert [e.reason for e in g.events()][1:] == ["", "match"]
+        g.add_event(None, 0.9, "door.jpg", details=EventDetails(
+            reason="ambiguous", nearest_id=1, runner_up_id=2, runner_up_score=0.89,
+            box=(1.0, 2.0, 30.0, 40.0)))
+        why = g.events(unknown_only=True)[0]
+        assert (why.name, why.reason, why.nearest, why.runner_up, why.runner_up_score,
+                why.box) == (None, "ambiguous", "Ada", "Bob", 0.89, (1.0, 2.0, 30.0, 40.0))
+        g.export_events_csv(tmp_path / "log.csv")
+        header, *rows = (tmp_path / "log.csv").read_text().splitlines()
+        assert header == ("time,name,score,source,reason,nearest,runner_up,runner_up_score,"
+                          "box")
+        assert rows[-1].endswith(",unknown,0.9,door.jpg,ambiguous,Ada,Bob,0.89,1.0 2.0 30.0 40.0")
     # the backup is the v1 file as it was
     with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \

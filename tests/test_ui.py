@@ -326,12 +326,16 @@ def test_settings_survive_a_restart(qtbot, open_window, tmp_path):
     window = open_window(settings_file)
     page = window.settings_page
     page.level.setCurrentIndex(page.level.findData("strict"))
-    strict = window.state.options.thresholds.accept
+    strict = window.state.rule()
+    assert strict.fpir == 0.001 and "0.1% of strangers" in page.threshold_note.text()
+    assert f"Score {strict.threshold:.3f} in effect" in page.threshold_note.text()
     page.level.setCurrentIndex(page.level.findData("custom"))
     page.custom.setValue(0.9)
-    assert window.state.options.thresholds.accept == pytest.approx(0.9)
+    custom = window.state.rule()
+    assert custom.threshold == pytest.approx(0.9) and custom.runner_up_weight == 0
+    assert f"about {custom.fpir:.1%} of strangers" in page.threshold_note.text()
     page.level.setCurrentIndex(page.level.findData("strict"))
-    assert window.state.options.thresholds.accept == pytest.approx(strict)
+    assert window.state.rule().threshold == pytest.approx(strict.threshold)
     page.min_face.setValue(64)
     assert window.state.pipeline.detector.min_face == 64
     page.keep_thumbnails.setChecked(False)
@@ -344,7 +348,7 @@ def test_settings_survive_a_restart(qtbot, open_window, tmp_path):
     assert page.custom.value() == pytest.approx(0.9)
     assert page.min_face.value() == 64
     assert not page.keep_thumbnails.isChecked()
-    assert again.state.options.thresholds.accept == pytest.approx(strict)
+    assert again.state.rule().threshold == pytest.approx(strict.threshold)
     assert again.state.gallery_path == tmp_path / "gallery.db"
     again.state.set_min_face(40)  # the pipeline is shared with the other tests
 
@@ -405,6 +409,8 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     page, state, gallery = window.settings_page, window.state, window.state.gallery
     texts = [page.model.itemText(i) for i in range(page.model.count())]
     assert "dlib-copy (int8) · LFW accuracy 98.97%" in texts
+    # the student names almost nobody: shipped for experiments, not offered (issue 20)
+    assert not any(text.startswith("mobilefacenet-64-v1") for text in texts)
     assert page.model.currentData()[0] == "dlib-resnet-v1"
     copy = next(i for i in range(page.model.count())
                 if tuple(page.model.itemData(i)) == ("dlib-copy", "int8"))
@@ -441,8 +447,11 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
 def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
         qtbot, open_window, photos, tmp_path, monkeypatch):
     window = open_window()
-    # Carol's photo was added to Alice by mistake: Carol is then named Alice
-    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE + CAROL))
+    # Carol's photo was added to Alice's first one by mistake: Alice's template is then
+    # half Carol's, and Carol is named Alice. (With all four of Alice's photos the mean
+    # template stays Alice's: one wrong sample among many no longer names anybody.)
+    enrolled = ALICE[:1]
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, enrolled + CAROL))
     gallery = window.state.gallery
     alice = gallery.find_person("Alice").id
     wrong = next(f.id for f in gallery.faces(alice) if CAROL[0] in f.source)
@@ -464,14 +473,16 @@ def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
     qtbot.keyClick(page.table, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     wait_idle(qtbot)
     assert [f.id for f in gallery.faces(alice) if f.flagged] == [wrong]
-    assert [o.label for o in run_live(qtbot, window, str(carol))[-1]] == ["Unknown"]
+    unknown = run_live(qtbot, window, str(carol))[-1]
+    assert [o.label for o in unknown] == ["Unknown"]
+    assert unknown[0].hint.startswith("below threshold: nearest Alice 0.")  # and why
     later = link_folder(tmp_path / "later", photos, ALICE_LATER)
     assert {o.label for o in run_live(qtbot, window, str(later))[-1]} == {"Alice"}
 
     # People: the flagged sample is marked, and can be used again
     people_page = window.people
     window.show_page(2)
-    qtbot.waitUntil(lambda: people_page.samples.count() == len(ALICE) + 1, timeout=WAIT)
+    qtbot.waitUntil(lambda: people_page.samples.count() == len(enrolled) + 1, timeout=WAIT)
     items = [people_page.samples.item(i) for i in range(people_page.samples.count())]
     flagged = [item for item in items if "Flagged as wrong" in item.toolTip()]
     assert [item.data(FACE_ID) for item in flagged] == [wrong]
@@ -481,7 +492,7 @@ def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
     people_page.unflag_button.click()
     wait_idle(qtbot)
     assert not any(f.flagged for f in gallery.faces(alice))
-    qtbot.waitUntil(lambda: people_page.samples.count() == len(ALICE) + 1, timeout=WAIT)
+    qtbot.waitUntil(lambda: people_page.samples.count() == len(enrolled) + 1, timeout=WAIT)
     assert not any("Flagged" in people_page.samples.item(i).toolTip()
                    for i in range(people_page.samples.count()))
 

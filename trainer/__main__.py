@@ -51,13 +51,7 @@ def cmd_evaluate(args) -> int:
             update_manifest(pack.path, evaluation=evaluation)
         return 0
     if args.benchmark == "lfw-1n":
-        from .evaluate import lfw_identification
-
-        report = lfw_identification(pack, args.variant or pack.manifest.get("default_variant"),
-                                    Path(args.reports) / pack.name, flip=args.flip,
-                                    threads=args.threads)
-        print(json.dumps(report, indent=2))
-        return 0
+        return _evaluate_identification(pack, args)
     variants = list(pack.manifest["files"]) if args.variant == "all" else [args.variant
                                                                             or pack.manifest.get("default_variant", "int8")]
     evaluation = dict(pack.manifest.get("evaluation", {}))
@@ -83,6 +77,52 @@ def cmd_evaluate(args) -> int:
         }
     if args.update_manifest:
         update_manifest(pack.path, evaluation=evaluation, operating_points=operating_points)
+        print(f"updated {pack.path / 'manifest.json'}")
+    return 0
+
+
+def _evaluate_identification(pack, args) -> int:
+    """LFW 1:N through the app's own decisions; --update-manifest stores the
+    calibration the app's operating points come from (trainer/identification.py)."""
+    from faceapp.core.operating import Calibration
+
+    from .evaluate import lfw_all_embeddings
+    from .identification import Lfw1N, calibrate, evaluate, plot
+    from .packs import update_manifest
+
+    variants = [v for v in pack.manifest["files"] if pack.has_file(v)] \
+        if args.variant == "all" else [args.variant or pack.manifest.get("default_variant")]
+    flips = (False, True) if args.both_flips else (args.flip,)
+    identification = dict(pack.manifest.get("identification", {}))
+    out = Path(args.reports) / pack.name
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for variant in variants:
+        for flip in flips:
+            key = variant + ("+flip" if flip else "")
+            images, embeddings, _ = lfw_all_embeddings(pack, variant, flip, args.threads)
+            lfw = Lfw1N(embeddings, images)
+            print(f"{pack.name} {key}: calibrating on LFW 1:N (research data)")
+            spec = calibrate(lfw)
+            identification[key] = spec
+            rows = evaluate(lfw, Calibration(spec, key))
+            results[key] = rows
+            for row in rows:
+                print(f"  {row['people']:5d} people ({row['galleries']} galleries): rank-1 "
+                      f"{row['rank1']:.3f}, best single threshold DIR@FPIR1% "
+                      f"{row['best_single_threshold_dir_at_fpir_1%']:.3f}")
+                for name in ("strict", "balanced", "lenient", "fpir 1%"):
+                    r = row[name]
+                    print(f"      {name:8s} FPIR stated {r['stated_fpir']:.3%} measured "
+                          f"{r['measured_fpir']:.3%}  DIR {r['dir']:.3f}  "
+                          f"(threshold {r['threshold']:.4f}, runner-up weight "
+                          f"{r['runner_up_weight']:.3f})")
+    (out / f"{pack.name}-lfw-1n.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out / f"{pack.name}-lfw-1n-dir-fpir.png",
+         f"{pack.name}: LFW 1:N through the app's decisions (research data)")
+    print(f"wrote {out / f'{pack.name}-lfw-1n.json'} and the DIR/FPIR plot")
+    if args.update_manifest:
+        update_manifest(pack.path, identification=identification)
         print(f"updated {pack.path / 'manifest.json'}")
     return 0
 
@@ -172,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "lfw-low: the pairs with degraded images (High/Low protocols)")
     p.add_argument("--variant", help="int8, fp32 or all (default: the pack's default)")
     p.add_argument("--flip", action="store_true", help="flip fusion (face + mirror)")
+    p.add_argument("--both-flips", action="store_true",
+                   help="lfw-1n: measure with and without flip fusion")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reports", default=str(REPORTS), help="where JSON and ROC PNG go")
     p.add_argument("--update-manifest", action="store_true",

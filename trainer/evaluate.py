@@ -251,50 +251,30 @@ def evaluate_lfw(pack: ModelPack, variant: str, out_dir: Path, flip: bool = Fals
     return report
 
 
-def lfw_identification(pack: ModelPack, variant: str, out_dir: Path, flip: bool = False,
-                       threads: int = 2) -> dict:
-    """1:N on all of LFW: the first image of each person with two or more is their
-    gallery sample; their other images are mated probes; people with one image are
-    non-mated probes (they are in no gallery and should come out unknown)."""
+def lfw_all_images() -> tuple[Path, list[str]]:
+    """Every LFW image, as "Name/Name_0001.jpg", sorted by person then file."""
     root = shared_data_root() / "lfw" / "images"
-    people = {d.name: sorted(p.name for p in d.iterdir()) for d in sorted(root.iterdir())}
-    images = [f"{name}/{file}" for name, files in people.items() for file in files]
+    images = [f"{d.name}/{f.name}" for d in sorted(root.iterdir()) if d.is_dir()
+              for f in sorted(d.iterdir())]
+    return root, images
+
+
+def lfw_all_embeddings(pack: ModelPack, variant: str, flip: bool = False,
+                       threads: int = 2) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(images, embeddings, found) for all 13,233 LFW images through the app's own
+    detector, alignment and embedder; cached per model file, variant and flip."""
+    root, images = lfw_all_images()
     detector = MTCNNDetector.from_pack("mtcnn-v1", min_face=LFW_MIN_FACE, threads=threads)
     landmarks, found = detect_landmarks(detector, root, images)
+    digest = hashlib.sha256(f"{pack.manifest['files'][variant]['sha256']}:{flip}".encode())
+    digest.update(landmarks.tobytes())
+    cache = cache_dir() / f"lfw-all-{pack.name}-{variant}{'-flip' if flip else ''}-{digest.hexdigest()[:12]}.npy"
+    if cache.exists():
+        return images, np.load(cache), found
     embedder = Embedder(pack, variant=variant, threads=threads, flip=flip)
     embeddings = embed_images(embedder, root, images, landmarks)
-    owner = np.array([rel.split("/")[0] for rel in images])
-    counts = {name: len(files) for name, files in people.items()}
-    first = np.array([i == 0 or owner[i - 1] != owner[i] for i in range(len(images))])
-    multi = np.array([counts[name] >= 2 for name in owner])
-    gallery_rows = np.flatnonzero(first & multi)
-    mated = np.flatnonzero(~first & multi)
-    non_mated = np.flatnonzero(~multi)
-    gallery_names = owner[gallery_rows]
-    gallery = embeddings[gallery_rows]
-
-    def top1(rows):
-        scores = embeddings[rows] @ gallery.T
-        best = scores.argmax(axis=1)
-        return gallery_names[best], scores[np.arange(len(rows)), best]
-
-    mated_names, mated_scores = top1(mated)
-    _, impostor_scores = top1(non_mated)
-    correct = mated_names == owner[mated]
-    report = {"model": pack.name, "variant": variant, "flip_fusion": flip, "benchmark": "lfw-1n",
-              "dataset_note": "Labeled Faces in the Wild, research use only",
-              "gallery_size": int(len(gallery_rows)), "mated_probes": int(len(mated)),
-              "non_mated_probes": int(len(non_mated)),
-              "images_without_detection": int((~found).sum()),
-              "rank1": float(correct.mean())}
-    for far in (0.01, 0.001):
-        threshold, _ = tar_at_far(mated_scores, impostor_scores, far)
-        report[f"dir_at_far_{far:g}"] = float((correct & (mated_scores >= threshold)).mean())
-        report[f"threshold_at_far_{far:g}"] = threshold
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{pack.name}-{variant}{'-flip' if flip else ''}-lfw-1n"
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    return report
+    np.save(cache, embeddings)
+    return images, embeddings, found
 
 
 def summary_line(report: dict) -> str:

@@ -80,7 +80,14 @@ class Embedder:
         return cls(pack, **kwargs)
 
     def threshold(self, far: float = 1e-3) -> float:
+        """The cosine for a pairwise false accept rate (1:1 comparisons only; 1:N
+        decisions use calibration())."""
         return operating_threshold(self.pack, self.variant, far, self.flip)
+
+    def calibration(self):
+        """This variant's 1:N operating points (faceapp/core/operating.py)."""
+        from .operating import Calibration
+        return Calibration.from_pack(self.pack, self.variant, self.flip)
 
     def raw(self, crops_rgb: np.ndarray) -> np.ndarray:
         """The network's output for N aligned crops, unnormalised."""

@@ -130,11 +130,26 @@ class Event:
     score: float | None
     source: str
     has_thumbnail: bool
+    reason: str = ""  # why this answer: match, below threshold, ambiguous, track vote
+    nearest: str | None = None  # the nearest person's name at the time (even if unknown)
+    runner_up: str | None = None  # the second nearest person's name
+    runner_up_score: float | None = None
+    box: tuple[float, float, float, float] | None = None  # the face in the source image
 
 
-# ------------------------------------------------------------------------ schema v2
+@dataclass(frozen=True)
+class EventDetails:
+    """Why a face got its answer, and where it was; stored with its event."""
+    reason: str = ""
+    nearest_id: int | None = None
+    runner_up_id: int | None = None
+    runner_up_score: float | None = None
+    box: tuple[float, float, float, float] | None = None
 
-SCHEMA_VERSION = 2
+
+# ------------------------------------------------------------------------ schema v3
+
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -175,7 +190,12 @@ CREATE TABLE events (
     score     REAL,
     source    TEXT NOT NULL DEFAULT '',
     thumbnail BLOB,
-    name      TEXT
+    name      TEXT,
+    reason    TEXT NOT NULL DEFAULT '',
+    nearest   TEXT,
+    runner_up TEXT,
+    runner_up_score REAL,
+    box       TEXT
 );
 CREATE INDEX events_time ON events(time);
 CREATE INDEX events_person ON events(person_id, time);
@@ -196,11 +216,25 @@ def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
     db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('data_version', '0')")
 
 
+_EVENT_DETAIL_COLUMNS = {"reason": "TEXT NOT NULL DEFAULT ''", "nearest": "TEXT",
+                         "runner_up": "TEXT", "runner_up_score": "REAL", "box": "TEXT"}
+
+
+def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
+    """v3: events say why (reason, nearest people) and where (the face's box)."""
+    columns = db["events"].columns_dict
+    for column, kind in _EVENT_DETAIL_COLUMNS.items():
+        if column not in columns:
+            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+    db.execute("UPDATE events SET reason = 'match' WHERE name IS NOT NULL AND reason = ''")
+
+
 # MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
 # transaction with foreign keys off (so a later one may rebuild a table); the
 # foreign keys are checked before the commit.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1_to_2,
+    _migrate_2_to_3,
 ]
 assert len(MIGRATIONS) + 1 == SCHEMA_VERSION
 
@@ -980,6 +1014,17 @@ class Gallery:
                 np.fromiter((r[1] for r in rows), np.int64, len(rows)),
                 matrix.reshape(len(rows), dim).astype(np.float32))
 
+    def template_counts(self, model_id: str) -> tuple[int, int]:
+        """(people, samples) the index of this model would hold: what the operating
+        point is resolved for."""
+        model_id = _check_model_id(model_id)
+        with self._read() as db:
+            people, samples = db.execute(
+                "SELECT count(DISTINCT f.person_id), count(*) FROM embeddings e "
+                "JOIN faces f ON f.id = e.face_id WHERE e.model_id = ? AND f.flagged = 0",
+                [model_id]).fetchone()
+        return int(people), int(samples)
+
     def faces_missing_embeddings(self, model_id: str) -> list[int]:
         """Faces (flagged ones too) with no embedding from this model."""
         model_id = _check_model_id(model_id)
@@ -1001,9 +1046,10 @@ class Gallery:
     # ------------------------------------------------------------------- events
 
     def add_event(self, person_id: int | None, score: float | None, source: str = "",
-                  thumbnail_jpeg: bytes | None = None, time: datetime | None = None) -> int:
-        """Record a recognition (person_id None: an unknown face). The person's
-        current name is stored with it."""
+                  thumbnail_jpeg: bytes | None = None, time: datetime | None = None,
+                  details: EventDetails | None = None) -> int:
+        """Record a recognition (person_id None: an unknown face). The current names
+        of the person and of the nearest people are stored with it."""
         if score is not None:
             score = float(score)
             if not math.isfinite(score):
@@ -1014,17 +1060,26 @@ class Gallery:
             thumbnail_jpeg = bytes(thumbnail_jpeg)
             if not thumbnail_jpeg.startswith(b"\xff\xd8\xff"):
                 raise ValueError("the thumbnail is not JPEG data")
+        details = details or EventDetails(reason="match" if person_id is not None else "")
+        box = None
+        if details.box is not None:
+            box = json.dumps([round(float(v), 1) for v in details.box])
         when = _fmt_time(time if time is not None else utc_now())
         with self._write(bump=False) as db:
-            name = None
-            if person_id is not None:
-                pid = self._require_person(db, person_id)
-                name = db.execute("SELECT name FROM people WHERE id = ?", [pid]).fetchone()[0]
-            else:
-                pid = None
-            return db["events"].insert({"time": when, "person_id": pid, "name": name,
-                                        "score": score, "source": source,
-                                        "thumbnail": thumbnail_jpeg}).last_pk
+            def name_of(pid):  # a person deleted meanwhile leaves no name
+                row = db.execute("SELECT name FROM people WHERE id = ?",
+                                 [_check_id(pid, "person")]).fetchone() if pid else None
+                return row[0] if row else None
+
+            pid = self._require_person(db, person_id) if person_id is not None else None
+            return db["events"].insert({
+                "time": when, "person_id": pid, "name": name_of(pid), "score": score,
+                "source": source, "thumbnail": thumbnail_jpeg, "reason": details.reason,
+                "nearest": name_of(details.nearest_id),
+                "runner_up": name_of(details.runner_up_id),
+                "runner_up_score": (None if details.runner_up_score is None
+                                    else float(details.runner_up_score)),
+                "box": box}).last_pk
 
     def events(self, person_id: int | None = None, since: datetime | None = None,
                until: datetime | None = None, unknown_only: bool = False,
@@ -1032,14 +1087,17 @@ class Gallery:
         """Newest first. since is inclusive, until exclusive; unknown_only: faces that
         matched nobody."""
         where, params = self._event_filter(person_id, since, until, unknown_only)
-        sql = ("SELECT id, time, person_id, name, score, source, thumbnail IS NOT NULL "
+        sql = ("SELECT id, time, person_id, name, score, source, thumbnail IS NOT NULL, "
+               "reason, nearest, runner_up, runner_up_score, box "
                f"FROM events{where} ORDER BY time DESC, id DESC")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))
         with self._read() as db:
             return [Event(id=r[0], time=_parse_time(r[1]), person_id=r[2], name=r[3],
-                          score=r[4], source=r[5], has_thumbnail=bool(r[6]))
+                          score=r[4], source=r[5], has_thumbnail=bool(r[6]), reason=r[7],
+                          nearest=r[8], runner_up=r[9], runner_up_score=r[10],
+                          box=tuple(json.loads(r[11])) if r[11] else None)
                     for r in db.execute(sql, params)]
 
     @staticmethod
@@ -1070,18 +1128,28 @@ class Gallery:
                           since: datetime | None = None, until: datetime | None = None,
                           unknown_only: bool = False) -> int:
         """Write time, name ("unknown" for faces that matched nobody), score, source,
-        oldest first, to a new owner-only file (replaced atomically). Returns the
-        number of rows."""
+        why (reason, nearest, runner-up and its score) and the face's box, oldest
+        first, to a new owner-only file (replaced atomically). Returns the number of
+        rows."""
         where, params = self._event_filter(person_id, since, until, unknown_only)
         with self._read() as db:
-            rows = db.execute(f"SELECT time, name, score, source FROM events{where} "
-                              "ORDER BY time, id", params).fetchall()
+            rows = db.execute("SELECT time, name, score, source, reason, nearest, runner_up, "
+                              f"runner_up_score, box FROM events{where} ORDER BY time, id",
+                              params).fetchall()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["time", "name", "score", "source"])
-        for time, name, score, source in rows:
+        writer.writerow(["time", "name", "score", "source", "reason", "nearest", "runner_up",
+                         "runner_up_score", "box"])
+
+        def number(value):
+            return "" if value is None else f"{value:.6g}"
+
+        for time, name, score, source, reason, nearest, runner_up, second, box in rows:
             writer.writerow([time, _csv_text(name if name is not None else "unknown"),
-                             "" if score is None else f"{score:.6g}", _csv_text(source)])
+                             number(score), _csv_text(source), reason,
+                             _csv_text(nearest or ""), _csv_text(runner_up or ""),
+                             number(second),
+                             " ".join(str(v) for v in json.loads(box)) if box else ""])
         write_private_file(Path(path), buf.getvalue().encode("utf-8"))
         return len(rows)
 

@@ -1,10 +1,14 @@
-"""The active model's templates as one matrix in memory, and 1:N search over it.
+"""The active model's templates in memory, and 1:N search over them.
 
-The index is always rebuilt from the gallery (the database is the truth). A person's
-score is the best cosine over their samples.
+The index is always rebuilt from the gallery (the database is the truth). Each person
+is searched through one template: the normalised mean of their samples' embeddings.
+On LFW 1:N (trainer/identification.py) that template beats the best sample and the
+mean or top-2 mean of the sample scores at every gallery size and operating point,
+and it makes one search cost the same however many samples a person has. Each match
+also names the person's sample nearest the query (for "This was not X").
 
 Small galleries are searched by brute force: one matrix-vector product. Past
-COARSE_FROM templates that product is bound by memory bandwidth (a million 128-d
+COARSE_FROM people that product is bound by memory bandwidth (a million 128-d
 float32 templates are 512 MB to read per query, 30-40 ms on two cores), so a second
 copy of the templates is kept in int8 (a quarter of the bytes) and scored with
 onnxruntime's integer matrix product; the best candidates are then re-scored exactly
@@ -31,8 +35,8 @@ _INT8_SCALE = 127.0
 @dataclass(frozen=True)
 class Match:
     person_id: int
-    score: float  # best cosine over the person's samples
-    face_id: int  # the sample that gave it
+    score: float  # cosine with the person's template
+    face_id: int  # the person's sample nearest the query
 
 
 def _to_int8(rows: np.ndarray) -> np.ndarray:
@@ -89,43 +93,69 @@ class _Int8Scorer:
         return cls._session.run(None, {"templates": templates, "queries": queries})[0]
 
 
+def person_templates(person_ids: np.ndarray, unit_rows: np.ndarray):
+    """(people int64[P], templates float32[P, D], row order, row starts): one unit-length
+    mean per person; `order[starts[i]:starts[i + 1]]` are person i's rows."""
+    order = np.argsort(person_ids, kind="stable")
+    people, starts, counts = np.unique(person_ids[order], return_index=True,
+                                       return_counts=True)
+    templates = np.add.reduceat(unit_rows[order], starts, axis=0) if len(order) else \
+        np.zeros((0, unit_rows.shape[1]), np.float32)
+    templates /= np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
+    return people, templates.astype(np.float32), order, np.append(starts, len(order))
+
+
 class FaceIndex:
     def __init__(self, dim: int, coarse_from: int = COARSE_FROM):
         self.dim = dim
         self.coarse_from = coarse_from
-        self._matrix = np.zeros((0, dim), np.float32)
-        self._coarse = None  # int8 copy of _matrix, only for large galleries
+        self._matrix = np.zeros((0, dim), np.float32)  # one unit row per sample
         self._person_ids = np.zeros(0, np.int64)
         self._face_ids = np.zeros(0, np.int64)
+        self._people = np.zeros(0, np.int64)
+        self._templates = np.zeros((0, dim), np.float32)  # one unit row per person
+        self._coarse = None  # int8 copy of _templates, only for large galleries
+        self._order = np.zeros(0, np.int64)
+        self._starts = np.zeros(1, np.int64)
 
     def __len__(self) -> int:
+        """Samples (templates of faces) in the index."""
         return len(self._face_ids)
 
     @property
     def person_count(self) -> int:
-        return int(np.unique(self._person_ids).size)
+        return len(self._people)
+
+    @property
+    def samples_per_person(self) -> float:
+        return len(self) / max(self.person_count, 1)
 
     def replace(self, face_ids: np.ndarray, person_ids: np.ndarray, matrix: np.ndarray,
                 owned: bool = False) -> None:
-        """Swap in a new set of templates (rows are re-normalised to unit length).
+        """Swap in a new set of samples (rows are re-normalised to unit length).
 
         owned: the caller hands the matrix over (a float32 array nobody else uses), so
-        it is normalised in place instead of copied: a million templates then need
+        it is normalised in place instead of copied: a million samples then need
         512 MB, not twice that, while the index is rebuilt.
         """
         matrix = np.asarray(matrix, np.float32).reshape(-1, self.dim)
         if not (owned and matrix.flags.c_contiguous and matrix.flags.writeable):
             matrix = np.array(matrix, np.float32, order="C")
-        coarse = np.empty(matrix.shape, np.int8) if len(matrix) >= self.coarse_from else None
         for start in range(0, len(matrix), 65536):
             rows = matrix[start:start + 65536]
             rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-            if coarse is not None:
-                coarse[start:start + 65536] = _to_int8(rows)
+        person_ids = np.asarray(person_ids, np.int64).copy()
+        people, templates, order, starts = person_templates(person_ids, matrix)
+        coarse = None
+        if len(templates) >= self.coarse_from:
+            coarse = np.empty(templates.shape, np.int8)
+            for start in range(0, len(templates), 65536):
+                coarse[start:start + 65536] = _to_int8(templates[start:start + 65536])
         self._matrix = matrix
-        self._coarse = coarse
         self._face_ids = np.asarray(face_ids, np.int64).copy()
-        self._person_ids = np.asarray(person_ids, np.int64).copy()
+        self._person_ids = person_ids
+        self._people, self._templates, self._coarse = people, templates, coarse
+        self._order, self._starts = order, starts
 
     @classmethod
     def from_gallery(cls, gallery, model_id: str, dim: int) -> "FaceIndex":
@@ -135,44 +165,30 @@ class FaceIndex:
         return index
 
     def search(self, queries: np.ndarray, k: int = 2) -> list[list[Match]]:
-        """For each unit-length query, the k best distinct people, best first."""
+        """For each unit-length query, the k best people, best first."""
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        if len(self) == 0:
+        if self.person_count == 0:
             return [[] for _ in queries]
         if self._coarse is None or not len(queries):
             # one matrix-vector product per query: the BLAS's fastest path for this shape
-            return [self._best_people(self._matrix @ query, k) for query in queries]
+            return [self._best_people(self._templates @ query, k, query) for query in queries]
         # all queries in one pass over the int8 templates
         coarse = _Int8Scorer.scores(self._coarse, queries)
-        return [self._best_people(coarse[:, i], k, exact=query)
+        return [self._best_people(coarse[:, i], k, query, coarse=True)
                 for i, query in enumerate(queries)]
 
-    def _best_people(self, scores: np.ndarray, k: int,
-                     exact: np.ndarray | None = None) -> list[Match]:
-        """The k best people from per-row scores.
+    def _best_people(self, scores: np.ndarray, k: int, query: np.ndarray,
+                     coarse: bool = False) -> list[Match]:
+        """The k best people from per-person scores. With `coarse`, the scores are the
+        int8 ones: the best RESCORE_ROWS are re-scored against the float templates."""
+        take = min(len(scores), max(RESCORE_ROWS, k) if coarse else k)
+        rows = np.argpartition(scores, len(scores) - take)[-take:] if take < len(scores) \
+            else np.arange(len(scores))
+        row_scores = self._templates[rows] @ query if coarse else scores[rows]
+        order = np.argsort(-row_scores, kind="stable")[:k]
+        return [Match(int(self._people[row]), float(score), self._nearest_sample(row, query))
+                for row, score in zip(rows[order], row_scores[order])]
 
-        With `exact` (the float query), `scores` are the int8 coarse scores: the rows
-        they rank best are re-scored against the float templates before choosing.
-        """
-        # Look at a few candidates per wanted person; widen only if they are all
-        # samples of fewer than k people.
-        take = min(len(scores), max(16, 8 * k) if exact is None else max(RESCORE_ROWS, 8 * k))
-        while True:
-            if take >= len(scores):
-                rows = np.arange(len(scores))
-            else:
-                rows = np.argpartition(scores, len(scores) - take)[-take:]
-            row_scores = scores[rows] if exact is None else self._matrix[rows] @ exact
-            order = np.argsort(-row_scores, kind="stable")
-            matches, seen = [], set()
-            for row, score in zip(rows[order], row_scores[order]):
-                person = int(self._person_ids[row])
-                if person in seen:
-                    continue
-                seen.add(person)
-                matches.append(Match(person, float(score), int(self._face_ids[row])))
-                if len(matches) == k:
-                    return matches
-            if take >= len(scores):
-                return matches
-            take = min(len(scores), take * 4)
+    def _nearest_sample(self, person_row: int, query: np.ndarray) -> int:
+        rows = self._order[self._starts[person_row]:self._starts[person_row + 1]]
+        return int(self._face_ids[rows[int(np.argmax(self._matrix[rows] @ query))]])

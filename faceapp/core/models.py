@@ -126,8 +126,12 @@ class ModelPack:
             raise ModelPackError(f"model file {path} could not be loaded: {exc}") from exc
 
 
-def available_packs(task: str | None = None) -> list[ModelPack]:
-    """The bundled packs that load, optionally only those of one task."""
+def available_packs(task: str | None = None, include_unlisted: bool = False) -> list[ModelPack]:
+    """The bundled packs that load, optionally only those of one task.
+
+    A pack whose manifest says `"listed": false` is shipped for experiments but not
+    offered to users (Settings, the CLI's list): it stays reachable by name or path.
+    """
     packs = []
     root = packs_dir()
     if not root.is_dir():
@@ -138,6 +142,8 @@ def available_packs(task: str | None = None) -> list[ModelPack]:
                 pack = ModelPack.load(child)
             except ModelPackError:
                 continue
-            if task is None or pack.task == task:
+            if task is not None and pack.task != task:
+                continue
+            if include_unlisted or pack.manifest.get("listed", True):
                 packs.append(pack)
     return packs

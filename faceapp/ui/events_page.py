@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdi
 from ..core.align import TEMPLATES, align_faces
 from ..core.embed import Embedder
 from ..core.gallery import Event, Gallery
+from ..core.identify import explain
 from ..core.models import ModelPackError
-from ..core.recognize import OPERATING_POINTS
 from . import dialogs
 from .images import jpeg_to_qimage
 from .state import AppState
@@ -148,8 +148,8 @@ class EventsPage(QWidget):
         row.addWidget(refresh_button)
         row.addWidget(self.export_button)
 
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Time", "Face", "Who", "Score", "Source"])
+        self.table = QTableWidget(0, 6)
+        self.table.setHorizontalHeaderLabels(["Time", "Face", "Who", "Score", "Why", "Source"])
         self.table.setIconSize(QSize(THUMB, THUMB))
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 8)
@@ -258,9 +258,13 @@ class EventsPage(QWidget):
                 who.setForeground(unknown)
             score = QTableWidgetItem("" if e.score is None else f"{e.score:.3f}")
             score.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            why = QTableWidgetItem(explain(e.reason, e.nearest, e.score, e.runner_up,
+                                           e.runner_up_score))
+            why.setToolTip(why.text())
             source = QTableWidgetItem(e.source)
-            source.setToolTip(e.source)
-            for c, item in enumerate((when, face, who, score, source)):
+            where = f" (face at {', '.join(f'{v:.0f}' for v in e.box)})" if e.box else ""
+            source.setToolTip(e.source + where)
+            for c, item in enumerate((when, face, who, score, why, source)):
                 self.table.setItem(r, c, item)
         shown = f"{len(rows)} event(s) shown"
         if len(rows) >= LIMIT:
@@ -304,13 +308,15 @@ class EventsPage(QWidget):
             return
         state, event = self.state, row.event
         embedder, gallery = state.pipeline.embedder, state.gallery
-        # the lenient operating point (or the threshold in use, if lower): every sample
-        # that could name this face at any of the offered settings
+        # a pairwise false accept rate of 1%: every sample that could name this face at
+        # any of the offered settings (1:N thresholds only rise above it with more people)
         try:
-            lenient = embedder.threshold(OPERATING_POINTS["lenient"])
+            bar = embedder.threshold(1e-2)
         except ModelPackError:
-            lenient = 1.0
-        bar = min(lenient, state.threshold_value() or 1.0)
+            bar = 1.0
+        rule = state.rule()
+        if rule is not None and rule.runner_up_weight == 0:
+            bar = min(bar, rule.threshold)
 
         def done(flagged: list[int]) -> None:
             state.message.emit(f"Flagged {len(flagged)} of {name}'s samples as not matching "

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtGui import QImage
 
 from ..core.detect import Face
+from ..core.identify import explain
 from ..core.recognize import Recognizer
 from ..core.sources import (CameraSource, Frame, FrameSource, ImageFolderSource,
                             VideoFileSource, open_source)
@@ -80,7 +81,7 @@ class RecognizeAnalyzer:
         self.gallery = gallery
         self.options = options
         current = options()
-        self.recognizer = Recognizer(pipeline, gallery, current.thresholds,
+        self.recognizer = Recognizer(pipeline, gallery, current.point,
                                      log_events=log_events,
                                      keep_thumbnails=current.keep_thumbnails)
         self._names = _Names()
@@ -94,7 +95,8 @@ class RecognizeAnalyzer:
 
     def analyze(self, frame: Frame, track: bool):
         current = self.options()
-        self.recognizer.thresholds = current.thresholds
+        if current.point is not None and current.point != self.recognizer.identifier.point:
+            self.recognizer.set_point(current.point)
         self.recognizer.keep_thumbnails = current.keep_thumbnails
         result = self.recognizer.process(frame.image, source=frame.source, track=track)
         overlays = []
@@ -109,8 +111,13 @@ class RecognizeAnalyzer:
                 kind, label = KNOWN, self._name(decision.person_id)
             elif decision.reason == "poor quality":
                 kind, label = UNCLEAR, "Unclear"
-            else:
+            else:  # say why, and who was nearest
                 kind, label = UNKNOWN, "Unknown"
+                hint = explain(decision.reason,
+                               self._name(decision.nearest_id) if decision.nearest_id else None,
+                               decision.score,
+                               self._name(decision.runner_up_id) if decision.runner_up_id
+                               else None, decision.runner_up) or hint
             overlays.append(FaceOverlay(
                 box=tuple(float(v) for v in found.face.box), label=label, kind=kind,
                 score=decision.score if decision.reason != "poor quality" else None,

@@ -10,9 +10,10 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from ..core.paths import default_gallery_path
-from ..core.recognize import DEFAULT_EMBEDDER, OPERATING_POINTS
+from ..core.operating import NAMED_POINTS
+from ..core.recognize import DEFAULT_EMBEDDER
 
-THRESHOLD_LEVELS = (*OPERATING_POINTS, "custom")  # strict, balanced, lenient, custom
+THRESHOLD_LEVELS = (*NAMED_POINTS, "custom")  # strict, balanced, lenient, custom
 DEFAULT_LEVEL = "balanced"
 DEFAULT_CUSTOM = 0.92
 DEFAULT_MIN_FACE = 40
@@ -70,7 +71,7 @@ class AppSettings:
         self._set("recognition/custom_cosine", float(value))
 
     def threshold(self) -> str | float:
-        """What Thresholds.for_embedder takes: a level name or a cosine."""
+        """What OperatingPoint.parse takes: a level name or a cosine."""
         level = self.threshold_level
         return self.custom_threshold if level == "custom" else level
 

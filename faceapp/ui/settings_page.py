@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from ..core.archive import ENC_MAGIC, export_gallery, import_gallery
 from ..core.enroll import Enroller
 from ..core.models import available_packs
-from ..core.recognize import OPERATING_POINTS
+from ..core.operating import NAMED_POINTS
 from . import dialogs
 from .jobs import Job
 from .settings import CAMERA_SIZES, MIN_FACE_RANGE, THRESHOLD_LEVELS
@@ -206,6 +206,8 @@ class SettingsPage(QWidget):
         self.camera_resolution.currentIndexChanged.connect(self._camera_changed)
         self.model.currentIndexChanged.connect(self._model_chosen)
         state.options_changed.connect(self._show_threshold)
+        state.gallery_changed.connect(self._show_threshold)  # the threshold follows its size
+        state.ready_changed.connect(self._show_threshold)
         state.ready_changed.connect(self._update_buttons)
         state.ready_changed.connect(self._show_model)
         self._show_threshold()
@@ -274,14 +276,15 @@ class SettingsPage(QWidget):
     def _show_threshold(self) -> None:
         level = self.level.currentData()
         self.custom.setEnabled(level == "custom")
-        value = self.state.threshold_value()
-        if level in OPERATING_POINTS:
-            far = OPERATING_POINTS[level]
-            text = (f"Cosine {value:.3f}; two different people are confused about once in "
-                    f"{round(1 / far):,} comparisons." if value is not None else "")
-        else:
-            text = "Higher is stricter. The named levels use values measured for the model."
-        self.threshold_note.setText(text)
+        try:
+            rule = self.state.rule()
+        except Exception as exc:  # a pack without calibration, a gallery gone
+            self.threshold_note.setText(f"Cannot estimate this point: {exc}")
+            return
+        if rule is None:
+            self.threshold_note.setText("")
+            return
+        self.threshold_note.setText(threshold_note(level, rule))
 
     # -- gallery file --------------------------------------------------------------------------
     def choose_gallery(self, path: str | None = None) -> None:
@@ -401,3 +404,19 @@ class SettingsPage(QWidget):
             return f"Computed {count} template(s) for {enroller.embedder.model_id}."
 
         self._run_bulk(work, "Re-embedding samples", done_text, cancellable=True)
+
+
+def threshold_note(level: str, rule) -> str:
+    """What the chosen point means for the gallery as it is now."""
+    size = (f"{rule.people:,} {'person' if rule.people == 1 else 'people'}"
+            f" ({rule.samples_per_person:.1f} samples each)")
+    cosine = f"Score {rule.threshold:.3f} in effect"
+    if rule.runner_up_weight:
+        cosine += f" (best score minus {rule.runner_up_weight:.2f} x the runner-up's)"
+    strangers = f"about {rule.fpir:.1%} of strangers get a name"
+    missed = f"about {rule.miss:.0%} of enrolled people's faces are missed" \
+        if rule.miss is not None else ""
+    named = (f" The named levels allow {', '.join(f'{v:.1%}' for v in NAMED_POINTS.values())}"
+             " of strangers, whatever the gallery's size.") if level == "custom" else ""
+    return (f"{cosine}. With {size}: {strangers}, {missed} "
+            f"(measured on LFW; the threshold rises as people are added).{named}")

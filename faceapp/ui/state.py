@@ -13,7 +13,8 @@ from ..core.enroll import Enroller
 from ..core.gallery import Gallery
 from ..core.paths import ensure_private_dir
 from ..core.embed import Embedder
-from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline, Thresholds
+from ..core.operating import DecisionRule, OperatingPoint
+from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline
 from .jobs import Job
 from .settings import AppSettings
 
@@ -22,7 +23,7 @@ from .settings import AppSettings
 class RecognitionOptions:
     """Read by the live worker on every frame; replaced (never changed) by the GUI."""
 
-    thresholds: Thresholds | None
+    point: OperatingPoint | None  # resolved for the gallery's size by the Recognizer
     keep_thumbnails: bool
 
 
@@ -122,14 +123,15 @@ class AppState(QObject):
 
     # -- recognition options ----------------------------------------------------------------
     def _update_options(self) -> None:
-        thresholds = None
+        point = None
         if self.pipeline is not None:
             try:
-                thresholds = Thresholds.for_embedder(self.pipeline.embedder,
-                                                     self.settings.threshold())
+                point = OperatingPoint.parse(self.settings.threshold())
+                self.pipeline.embedder.calibration()  # a pack without one says so now
             except Exception as exc:
+                point = None
                 self.error.emit(f"The threshold cannot be used: {exc}")
-        self.options = RecognitionOptions(thresholds, self.settings.keep_thumbnails)
+        self.options = RecognitionOptions(point, self.settings.keep_thumbnails)
         self.options_changed.emit()
 
     def set_threshold(self, level: str, custom: float | None = None) -> None:
@@ -171,9 +173,15 @@ class AppState(QObject):
         self.ready_changed.emit()
         self.message.emit(f"Recognising with {embedder.model_id}")
 
-    def threshold_value(self) -> float | None:
-        thresholds = self.options.thresholds
-        return thresholds.accept if thresholds else None
+    def rule(self) -> DecisionRule | None:
+        """The chosen operating point resolved for the gallery as it is now: its
+        threshold, and the expected shares of strangers named and of people missed."""
+        if self.pipeline is None or self.gallery is None or self.options.point is None:
+            return None
+        embedder = self.pipeline.embedder
+        people, samples = self.gallery.template_counts(embedder.model_id)
+        return embedder.calibration().rule(self.options.point, people,
+                                           samples / max(people, 1))
 
     # -- background work ---------------------------------------------------------------------
     def run(self, fn: Callable[[Job], Any], on_done: Callable[[Any], None] | None = None,

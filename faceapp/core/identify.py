@@ -1,0 +1,97 @@
+"""1:N decisions: who is this face, or why nobody.
+
+`Identifier` is the one place where a search result becomes a name: the Recognizer
+(CLI, Live, folder scans) and the trainer's LFW 1:N benchmark both call it, so the
+figures the benchmark prints are the app's own decisions. The operating point is
+resolved for the gallery as it is (its number of people and samples per person) by
+the pack's calibration (operating.py) every time the index changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .index import FaceIndex, Match
+from .operating import Calibration, DecisionRule, OperatingPoint
+
+# Why a face got the answer it got.
+MATCH, NO_GALLERY, BELOW, AMBIGUOUS, POOR_QUALITY, TRACK_VOTE = (
+    "match", "no gallery", "below threshold", "ambiguous", "poor quality", "track vote")
+
+
+@dataclass
+class Decision:
+    person_id: int | None  # None: unknown
+    score: float  # the nearest person's score (even when unknown)
+    runner_up: float | None  # the second nearest person's score
+    reason: str  # MATCH, NO_GALLERY, BELOW, AMBIGUOUS, POOR_QUALITY, TRACK_VOTE
+    nearest_id: int | None = None  # the nearest person, named or not
+    runner_up_id: int | None = None
+    face_id: int | None = None  # the nearest person's sample nearest the face
+
+    @property
+    def known(self) -> bool:
+        return self.person_id is not None
+
+
+def explain(reason: str, nearest: str | None, score: float | None,
+            runner_up: str | None = None, runner_up_score: float | None = None) -> str:
+    """Why a face got no name (or was named by its track), in a few words a user reads
+    next to the face or in the log: "ambiguous: Ann 0.95, then Bea 0.94"."""
+    if reason in (MATCH, "") or nearest is None:
+        return reason if reason not in (MATCH, "") else ""
+    text = f"{reason}: nearest {nearest} {score:.2f}" if score is not None else reason
+    if runner_up is not None and runner_up_score is not None and reason in (AMBIGUOUS, BELOW):
+        text += f", then {runner_up} {runner_up_score:.2f}"
+    return text
+
+
+def decide(matches: list[Match], rule: DecisionRule) -> Decision:
+    if not matches:
+        return Decision(None, 0.0, None, NO_GALLERY)
+    best = matches[0]
+    second = matches[1] if len(matches) > 1 else None
+    runner_up = second.score if second else None
+    found = dict(score=best.score, runner_up=runner_up, nearest_id=best.person_id,
+                 runner_up_id=second.person_id if second else None, face_id=best.face_id)
+    if rule.decision_score(best.score, runner_up) >= rule.threshold:
+        return Decision(best.person_id, reason=MATCH, **found)
+    # Strong enough alone, but a runner-up this close is what a stranger looks like here.
+    reason = AMBIGUOUS if best.score >= rule.plain_threshold else BELOW
+    return Decision(None, reason=reason, **found)
+
+
+class Identifier:
+    """A gallery's templates, the operating point, and the decisions they give."""
+
+    def __init__(self, dim: int, calibration: Calibration,
+                 point: OperatingPoint | str | float | None = None):
+        self.index = FaceIndex(dim)
+        self.calibration = calibration
+        self.point = OperatingPoint.parse(point)
+        self.rule = self._resolve()
+
+    def _resolve(self) -> DecisionRule:
+        return self.calibration.rule(self.point, self.index.person_count,
+                                     self.index.samples_per_person)
+
+    def set_point(self, point: OperatingPoint | str | float) -> None:
+        self.point = OperatingPoint.parse(point)
+        self.rule = self._resolve()
+
+    def replace(self, face_ids: np.ndarray, person_ids: np.ndarray, matrix: np.ndarray,
+                owned: bool = False) -> None:
+        self.index.replace(face_ids, person_ids, matrix, owned=owned)
+        self.rule = self._resolve()
+
+    def search(self, vectors: np.ndarray) -> list[list[Match]]:
+        """The nearest two people of each face (all a decision looks at)."""
+        return self.index.search(vectors, k=2)
+
+    def decide(self, matches: list[Match]) -> Decision:
+        return decide(matches, self.rule)
+
+    def identify(self, vectors: np.ndarray) -> list[Decision]:
+        return [self.decide(found) for found in self.search(vectors)]
