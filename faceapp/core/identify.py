@@ -15,6 +15,7 @@ import numpy as np
 
 from .index import FaceIndex, Match
 from .operating import Calibration, DecisionRule, OperatingPoint
+from .population import adapt, own_scores
 
 # Why a face got the answer it got.
 MATCH, NO_GALLERY, BELOW, AMBIGUOUS, POOR_QUALITY, TRACK_VOTE = (
@@ -67,15 +68,20 @@ class Identifier:
     """A gallery's templates, the operating point, and the decisions they give."""
 
     def __init__(self, dim: int, calibration: Calibration,
-                 point: OperatingPoint | str | float | None = None):
+                 point: OperatingPoint | str | float | None = None, adaptive: bool = True):
+        """adaptive: check the point against the gallery's own impostor scores and
+        raise its thresholds where this population needs it (population.py)."""
+        self.adaptive = adaptive
+        self._own = None
         self.index = FaceIndex(dim)
         self.calibration = calibration
         self.point = OperatingPoint.parse(point)
         self.rule = self._resolve()
 
     def _resolve(self) -> DecisionRule:
-        return self.calibration.rule(self.point, self.index.person_count,
+        rule = self.calibration.rule(self.point, self.index.person_count,
                                      self.index.samples_per_person)
+        return adapt(rule, self._own, self.calibration, self.point) if self.adaptive else rule
 
     def set_point(self, point: OperatingPoint | str | float) -> None:
         self.point = OperatingPoint.parse(point)
@@ -84,6 +90,7 @@ class Identifier:
     def replace(self, face_ids: np.ndarray, person_ids: np.ndarray, matrix: np.ndarray,
                 owned: bool = False) -> None:
         self.index.replace(face_ids, person_ids, matrix, owned=owned)
+        self._own = own_scores(self.index) if self.adaptive else None
         self.rule = self._resolve()
 
     def search(self, vectors: np.ndarray) -> list[list[Match]]:
@@ -95,3 +102,31 @@ class Identifier:
 
     def identify(self, vectors: np.ndarray) -> list[Decision]:
         return [self.decide(found) for found in self.search(vectors)]
+
+    def self_check(self, look_alikes: int = 5) -> "SelfCheck":
+        """Every enrolled photo searched, as a stranger's would be, against the other
+        people at the point in effect (population.py): the share named estimates the
+        FPIR for this population; the most similar pairs are worth a look (someone
+        enrolled twice, relatives)."""
+        index = self.index
+        if index.person_count < 3:
+            return SelfCheck(index.person_count, 0.0, self.rule.fpir, [])
+        _, owners, ids, scores = index.samples_against_others()
+        rule = self.rule  # as in effect (raised for this population where it had to be)
+        named = scores[:, 0] - rule.runner_up_weight * scores[:, 1] >= rule.threshold
+        pairs: dict[tuple[int, int], float] = {}
+        for row in np.argsort(-scores[:, 0]):
+            pair = tuple(sorted((int(owners[row]), int(ids[row, 0]))))
+            pairs.setdefault(pair, float(scores[row, 0]))
+            if len(pairs) == look_alikes:
+                break
+        return SelfCheck(index.person_count, float(named.mean()), rule.fpir,
+                         [(a, b, s) for (a, b), s in pairs.items()])
+
+
+@dataclass
+class SelfCheck:
+    people: int
+    named_as_someone_else: float  # share of enrolled people a search would name wrongly
+    promised_fpir: float | None  # what the operating point promises for strangers
+    look_alikes: list[tuple[int, int, float]]  # the most similar pairs of people

@@ -164,6 +164,41 @@ class FaceIndex:
         index.replace(face_ids, person_ids, matrix, owned=True)
         return index
 
+    def similar_people(self, person_id: int) -> list[tuple[int, float]]:
+        """The other people, most similar template first (who a person may be a
+        duplicate of: the Merge dialog's order)."""
+        rows = np.flatnonzero(self._people == person_id)
+        if not len(rows):
+            return []
+        scores = self._templates @ self._templates[rows[0]]
+        order = [i for i in np.argsort(-scores, kind="stable") if i != rows[0]]
+        return [(int(self._people[i]), float(scores[i])) for i in order]
+
+    def samples_against_others(self, limit: int = 5000, chunk: int = 1024, seed: int = 0):
+        """Enrolled samples searched, as strangers would be, against everybody else's
+        templates (their own person left out): (sample rows, the sample's person, its
+        two nearest other people int64[S, 2], their scores float32[S, 2]). At most
+        `limit` samples, drawn with a fixed seed."""
+        rows = np.arange(len(self))
+        if len(rows) > limit:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+        owners = self._person_ids[rows]
+        owner_rows = np.searchsorted(self._people, owners)
+        ids = np.full((len(rows), 2), -1, np.int64)
+        scores = np.full((len(rows), 2), -np.inf, np.float32)
+        take = min(2, self.person_count - 1)
+        for start in range(0, len(rows) if take > 0 else 0, chunk):
+            part = slice(start, start + chunk)
+            block = self._matrix[rows[part]] @ self._templates.T
+            block[np.arange(block.shape[0]), owner_rows[part]] = -np.inf
+            top = np.argpartition(-block, take - 1, axis=1)[:, :take]
+            top_scores = np.take_along_axis(block, top, 1)
+            order = np.argsort(-top_scores, axis=1)
+            top, top_scores = (np.take_along_axis(x, order, 1) for x in (top, top_scores))
+            ids[part, :take] = self._people[top]
+            scores[part, :take] = top_scores
+        return rows, owners, ids, scores
+
     def search(self, queries: np.ndarray, k: int = 2) -> list[list[Match]]:
         """For each unit-length query, the k best people, best first."""
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)

@@ -84,6 +84,9 @@ class DecisionRule:
     miss: float | None  # expected share of enrolled people not named (from LFW)
     people: int
     samples_per_person: float
+    # raised by this much because the gallery's own photos showed its people resemble
+    # each other more than the calibration's (population.py); miss is then unknown
+    population_shift: float = 0.0
 
     def decision_score(self, score: float, runner_up: float | None) -> float:
         return score - self.runner_up_weight * (runner_up if runner_up is not None else 0.0)

@@ -415,7 +415,10 @@ def threshold_note(level: str, rule) -> str:
         cosine += f" (best score minus {rule.runner_up_weight:.2f} x the runner-up's)"
     strangers = f"about {rule.fpir:.1%} of strangers get a name"
     missed = f"about {rule.miss:.0%} of enrolled people's faces are missed" \
-        if rule.miss is not None else ""
+        if rule.miss is not None else "more enrolled people's faces than usual are missed"
+    if rule.population_shift:
+        cosine += (f", raised by {rule.population_shift:.3f} because the people in this "
+                   "gallery resemble each other more than the model's calibration faces")
     named = (f" The named levels allow {', '.join(f'{v:.1%}' for v in NAMED_POINTS.values())}"
              " of strangers, whatever the gallery's size.") if level == "custom" else ""
     return (f"{cosine}. With {size}: {strangers}, {missed} "
