@@ -29,15 +29,19 @@ def _exit_after_show() -> None:
     app.installEventFilter(app._exit_after_show)
 
 
+# Options of the desktop app (faceapp/ui/app.py); anything else is a CLI command.
+GUI_OPTIONS = ("--gallery", "--settings", "--live", "--loop", "--quit-after")
+
+
 def main(argv=None) -> int:
-    """The desktop app with no arguments (or only --gallery / --settings), `--self-test`
+    """The desktop app with no arguments (or only its GUI_OPTIONS), `--self-test`
     the installation check, else the CLI."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args == ["--self-test"]:
         from .selftest import run_self_test
 
         return run_self_test()
-    if not args or args[0].split("=")[0] in ("--gallery", "--settings"):
+    if not args or args[0].split("=")[0] in GUI_OPTIONS:
         from .ui.app import run
 
         if os.environ.get("FACEAPP_EXIT_AFTER_SHOW"):

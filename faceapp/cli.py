@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,8 +117,11 @@ def cmd_compare(args) -> int:
 
 
 def _print_report(report) -> None:
+    folders = getattr(report, "folders", {})
     for name, count in report.people.items():
-        print(f"{name}: {count} sample(s) added", file=sys.stderr)
+        folder = folders.get(name, name)
+        origin = f" (folder {folder})" if folder != name else ""
+        print(f"{name}{origin}: {count} sample(s) added", file=sys.stderr)
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if report.cancelled:
@@ -169,11 +173,18 @@ def cmd_identify(args) -> int:
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
         recognizer = Recognizer(pipeline, gallery, _point(args), log_events=not args.no_events)
+        if not len(recognizer.index) and gallery.face_count():
+            model = pipeline.embedder.model_id
+            raise CommandError(
+                f"the gallery's {gallery.face_count()} samples have no templates for {model} "
+                f"yet: run `faceapp reembed --model {args.model}` first")
         rule = recognizer.rule
         print(f"{len(recognizer.index)} samples of {rule.people if len(recognizer.index) else 0} "
               f"people; at {recognizer.identifier.point}: threshold {rule.threshold:.4f}"
               + (f", runner-up weight {rule.runner_up_weight:.3f}" if rule.runner_up_weight
                  else "")
+              + (f" (raised by {rule.population_shift:.3f}: this gallery's people resemble "
+                 "each other more than the calibration's)" if rule.population_shift else "")
               + (f", expected strangers named {rule.fpir:.2%}" if rule.fpir is not None else "")
               + (f", enrolled people missed ~{rule.miss:.0%}" if rule.miss is not None else ""),
               file=sys.stderr)
@@ -185,7 +196,7 @@ def cmd_identify(args) -> int:
                 stills = args.stills or (isinstance(source, ImageFolderSource)
                                          and not args.track)
                 for frame in source:
-                    result = recognizer.process(frame.image, source=source.label,
+                    result = recognizer.process(frame.image, source=frame.where,
                                                 track=source.is_live or not stills)
                     seen = {f.decision.nearest_id for f in result.faces} - {None}
                     if not seen <= names.keys() or frame.index % 50 == 0:
@@ -238,6 +249,9 @@ def _passphrase(args, confirm: bool) -> str | None:
         return Path(args.passphrase_file).read_text().strip()
     if not args.encrypt:
         return None
+    if not sys.stdin.isatty():
+        raise CommandError("--encrypt asks for the passphrase in a terminal; without one, "
+                           "give it in a file: --passphrase-file FILE")
     phrase = getpass.getpass("passphrase: ")
     if confirm and getpass.getpass("again: ") != phrase:
         raise CommandError("the passphrases differ")
@@ -386,3 +400,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`identify DIR | head`): it asked for no more output
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

@@ -52,7 +52,9 @@ def test_identify_a_folder_writes_json_lines_and_events(enrolled_db, photos, tmp
     for name in ("img4.jpg", "img14.jpg", "img20.jpg"):
         (folder / name).write_bytes((photos / name).read_bytes())
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8 broken")
-    out = json_lines(faceapp(enrolled_db, "identify", folder, "--stills").stdout)
+    # a folder's photos are stills without asking: no track ids carried between photos
+    out = json_lines(faceapp(enrolled_db, "identify", folder).stdout)
+    assert {r["track"] for r in out} == {-1}
     by_file = {}
     for row in out:
         by_file.setdefault(os.path.basename(row["path"]), []).append(row)
@@ -65,6 +67,14 @@ def test_identify_a_folder_writes_json_lines_and_events(enrolled_db, photos, tmp
     faceapp(enrolled_db, "events", "--csv", csv_path)
     text = csv_path.read_text()
     assert "Alice" in text and "Bob" in text and "unknown" in text.lower()
+    # each event names its photo and where the face was, and why it got its answer
+    with Gallery(enrolled_db) as g:
+        logged = [e for e in g.events() if os.path.basename(e.source) in by_file]
+    assert {os.path.basename(e.source) for e in logged} == set(by_file)
+    assert all(e.box is not None and e.reason for e in logged)
+    alice = next(e for e in logged if e.name == "Alice")
+    assert alice.source == str(folder / "img4.jpg") and alice.reason == "match"
+    assert alice.nearest == "Alice" and alice.runner_up == "Bob"
 
 
 def test_identify_a_video(enrolled_db, photos, tmp_path):
@@ -74,9 +84,14 @@ def test_identify_a_video(enrolled_db, photos, tmp_path):
     for _ in range(8):
         writer.write(frame)
     writer.release()
-    rows = json_lines(faceapp(enrolled_db, "identify", video, "--no-events").stdout)
+    before = {e.id for e in Gallery(enrolled_db).events()}
+    rows = json_lines(faceapp(enrolled_db, "identify", video).stdout)
     assert len(rows) == 8 and {r["track"] for r in rows} == {1}
     assert {r["person"] for r in rows} == {"Alice"}
+    with Gallery(enrolled_db) as g:
+        new = [e for e in g.events() if e.id not in before]
+    # video events say the frame's number and media time
+    assert len(new) == 1 and new[0].source.startswith("clip.avi #0 00:00:00.")
 
 
 def test_rename_merge_delete(tmp_path, photos):
@@ -198,3 +213,43 @@ def test_detect_reports_bad_files_and_goes_on(tmp_path, photos):
     assert "empty" in rows[0]["error"] and "not a readable image" in rows[1]["error"]
     assert rows[2]["image"] == str(grey) and rows[2]["score"] > 0.9
     assert rows[3]["image"] == str(huge) and rows[3]["score"] > 0.9
+
+
+def test_global_options_also_after_the_command(tmp_path, photos):
+    db = tmp_path / "after.db"
+    run = subprocess.run([sys.executable, "-m", "faceapp", "enroll", "Ada",
+                          str(photos / "img1.jpg"), "--db", str(db), "--threshold", "strict"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    with Gallery(db) as g:
+        assert [p.name for p in g.people()] == ["Ada"]
+
+
+def test_identify_into_a_closed_pipe_ends_quietly(enrolled_db, photos, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"{i}.jpg").write_bytes((photos / "couple.jpg").read_bytes())
+    child = subprocess.Popen([sys.executable, "-m", "faceapp", "--db", str(enrolled_db),
+                              "identify", str(folder), "--no-events"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child.stdout.readline()  # `| head -1`: read one line, then go away
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=300) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_encrypted_export_without_a_terminal_asks_for_a_passphrase_file(enrolled_db, tmp_path):
+    run = faceapp(enrolled_db, "export", tmp_path / "b.faces", "--encrypt", check=False,
+                  stdin=subprocess.DEVNULL)
+    assert run.returncode == 1
+    assert "--passphrase-file" in run.stderr and "Warning" not in run.stderr
+    assert not (tmp_path / "b.faces").exists()
+
+
+def test_identify_with_a_model_the_gallery_has_no_templates_for(enrolled_db, photos):
+    run = faceapp(enrolled_db, "identify", photos / "img4.jpg", "--model",
+                  "mobilefacenet-64-v1", check=False)
+    assert run.returncode == 1
+    assert "reembed --model mobilefacenet-64-v1" in run.stderr

@@ -265,6 +265,21 @@ def test_folder_import_reports_and_goes_on(pipeline, gallery, photos, tmp_path):
     assert progress[-1] == (6, 6)
 
 
+def test_folder_names_become_names_as_people_write_them(pipeline, gallery, photos, tmp_path):
+    root = tmp_path / "people"
+    (root / "Ada_M__Lovelace").mkdir(parents=True)
+    (root / "Ada_M__Lovelace" / "a.jpg").write_bytes((photos / PERSON_A[0]).read_bytes())
+    enroller = Enroller(pipeline, gallery)
+    report = enroller.import_folder(root)
+    assert report.people == {"Ada M Lovelace": 1}
+    assert report.folders == {"Ada M Lovelace": "Ada_M__Lovelace"}  # the report keeps it
+    # a person stored under the folder's spelling by an older import is found again
+    gallery.rename_person(gallery.find_person("Ada M Lovelace").id, "Ada_M__Lovelace")
+    (root / "Ada_M__Lovelace" / "b.jpg").write_bytes((photos / PERSON_A[1]).read_bytes())
+    assert enroller.import_folder(root).people == {"Ada_M__Lovelace": 1}
+    assert [(p.name, p.face_count) for p in gallery.people()] == [("Ada_M__Lovelace", 2)]
+
+
 def test_switching_models_reembeds_from_stored_crops(pipeline, enrolled):
     model_id = pipeline.embedder.model_id
     _, _, before = enrolled.embeddings(model_id)

@@ -262,13 +262,16 @@ def test_people_merge_rename_remove_delete(qtbot, open_window, photos, tmp_path,
     page.search.clear()
     assert page.proxy.rowCount() == 3
 
-    # merge Robert into Bob
-    monkeypatch.setattr(dialogs, "choose", lambda parent, title, label, items, **k: "Bob")
+    # merge Robert into Bob: Robert's photos are Bob's, so Bob is proposed first
+    offered = []
+    monkeypatch.setattr(dialogs, "choose",
+                        lambda parent, title, label, items, **k: offered.append(items) or "Bob")
     monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: True)
     page.select_person(ids["Robert"])
     assert page.name_label.text() == "Robert"
     page.merge_button.click()
     wait_idle(qtbot)
+    assert offered == [["Bob", "Carol"]]
     assert people(window) == {"Bob": 3, "Carol": 1}
     qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=WAIT)
     assert page.selected_id == ids["Bob"]
@@ -294,6 +297,12 @@ def test_people_merge_rename_remove_delete(qtbot, open_window, photos, tmp_path,
     page.remove_button.click()
     wait_idle(qtbot)
     assert people(window) == {"Roberto": 2, "Carol": 1}
+    assert window.banner.text() == ""  # the rename's error went away with this success
+    window.state.error.emit("something failed")
+    assert window.banner.text() == "something failed"
+    window.show_page(1)
+    assert window.banner.text() == ""  # and errors do not follow the user to other pages
+    window.show_page(2)
 
     # delete Carol; declining the confirmation changes nothing
     page.select_person(ids["Carol"])
@@ -373,6 +382,12 @@ def test_camera_defaults_reach_the_live_page_and_the_capture(qtbot, open_window,
     assert [(type(s), s.index, s.requested[:2]) for s in made] == \
         [(CameraSource, 2, (1280, 720))] * 2
     assert isinstance(make_source(str(tmp_path), camera_size=(1280, 720)), ImageFolderSource)
+    # "Refresh cameras" on a machine without one: the box stops offering Camera 2
+    monkeypatch.setattr("faceapp.ui.live_page.list_cameras", lambda: [])
+    window.live.find_cameras(asked=True)
+    wait_idle(qtbot)
+    assert window.live.current_spec() == ""
+    assert "No camera found" in window.live.source_box.lineEdit().placeholderText()
     window.close()
 
     again = open_window(settings_file)
@@ -678,3 +693,45 @@ def test_screenshots_of_every_page(qtbot, open_window, photos, tmp_path):
     window.live.start()
     qtbot.waitUntil(lambda: bool(window.banner.text()), timeout=WAIT)
     window.grab().save(str(out / "6-error-banner.png"))
+
+
+def test_import_progress_says_nothing_before_work_and_an_empty_folder_says_why(
+        qtbot, open_window, tmp_path):
+    window = open_window()
+    page = window.enroll
+    assert page.progress.text() == ""  # not "0 / 100" before anything started
+    empty = tmp_path / "nobody"
+    empty.mkdir()
+    report = import_people(qtbot, window, empty)
+    assert not report.people and page.progress.text() == ""
+    assert page.skipped.topLevelItemCount() == 1
+    assert "one sub-folder per person" in page.skipped.topLevelItem(0).text(1)
+    assert ".jpg" in page.skipped.topLevelItem(0).toolTip(1)
+
+
+def test_an_empty_gallery_opens_on_a_first_run_note(qtbot, open_window, photos):
+    window = open_window()
+    assert window.stack.currentWidget() is window.enroll
+    assert window.banner.text().startswith("Welcome to faceapp. Nobody is enrolled yet")
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE[:1]))
+    assert window.banner.text() == ""  # gone with the first success
+    window.close()
+    again = open_window()  # the same gallery, now with Alice: straight to Live
+    assert again.stack.currentWidget() is again.live and again.banner.text() == ""
+
+
+def test_file_dialogs_open_where_the_last_one_ended(open_window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    window = open_window()
+    starts = []
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda parent, title, start="": starts.append(start) or str(folder))
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda parent, title, start, kinds: (
+        starts.append(start) or [str(folder / "a.jpg")], kinds))
+    assert dialogs.open_folder(window, "Folder") == str(folder)
+    assert dialogs.open_files(window, "Photos") == [str(folder / "a.jpg")]
+    assert starts == ["", str(folder)]
+    assert window.state.settings.last_folder == str(folder)  # kept for the next run

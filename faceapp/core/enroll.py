@@ -40,12 +40,20 @@ class PreparedSample:
 @dataclass
 class ImportReport:
     people: dict[str, int] = field(default_factory=dict)  # name -> samples added
+    folders: dict[str, str] = field(default_factory=dict)  # name -> the folder it came from
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     cancelled: bool = False
 
     @property
     def added(self) -> int:
         return sum(self.people.values())
+
+
+def name_from_folder(folder: str) -> str:
+    """A person's name as people write it, from a folder named after them:
+    "George_W_Bush" -> "George W Bush" (datasets and scripts avoid spaces in names)."""
+    name = " ".join(folder.replace("_", " ").split())
+    return name or folder
 
 
 def pick_subject(faces: list[Face]) -> Face:
@@ -143,12 +151,20 @@ class Enroller:
             if d.is_file():
                 report.skipped.append((str(d), "not in a person's sub-folder"))
         total = sum(len(p) for p in people.values())
+        if not total:
+            kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+            report.skipped.append((str(root), "no photos found: looked for one sub-folder per "
+                                              f"person holding photos ({kinds})"))
         done = 0
-        for name, paths in people.items():
+        for folder, paths in people.items():
             if not paths:
-                report.skipped.append((str(root / name), "no photos in this folder"))
+                report.skipped.append((str(root / folder), "no photos in this folder"))
                 continue
-            existing = self.gallery.find_person(name)
+            name = name_from_folder(folder)
+            # an earlier import may have stored the folder's own spelling
+            existing = self.gallery.find_person(name) or self.gallery.find_person(folder)
+            if existing:
+                name = existing.name
             # a re-run (after a crash or cancel) adds only what is not there yet
             known = {f.source for f in self.gallery.faces(existing.id)} if existing else set()
             samples = []
@@ -170,6 +186,7 @@ class Enroller:
             if samples:
                 self.save(name, samples)
                 report.people[name] = len(samples)
+                report.folders[name] = folder
         if progress:
             progress(total, total, "")
         return report

@@ -62,6 +62,19 @@ class Frame:
     timestamp: float
     source: str
     path: str | None = None
+    live: bool = False  # from a camera or a stream (timestamp is wall-clock time)
+
+    @property
+    def where(self) -> str:
+        """Where this frame came from, for the event log: the photo's file, or the
+        source with the frame's number and media time."""
+        if self.path:
+            return self.path
+        if self.live:
+            return self.source
+        minutes, seconds = divmod(max(self.timestamp, 0.0), 60)
+        hours, minutes = divmod(int(minutes), 60)
+        return f"{self.source} #{self.index} {hours:02d}:{minutes:02d}:{seconds:06.3f}"
 
 
 class SourceError(RuntimeError):
@@ -352,7 +365,7 @@ class _ThreadedCaptureSource(FrameSource):
                 self._disconnect()
                 raise self._stopped_error("")
         frame = Frame(image=_bgr_to_rgb(image), index=self._count, timestamp=time.time(),
-                      source=self._label)
+                      source=self._label, live=True)
         self._delivered += 1
         self._count += 1
         return frame

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 
 
@@ -15,7 +16,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(default: the one chosen in Settings)")
     parser.add_argument("--settings", type=Path, help="settings file (INI) instead of the "
                         "user's settings")
-    return parser.parse_args(argv)
+    parser.add_argument("--live", metavar="SOURCE", help="open on the Live page playing "
+                        "SOURCE: a camera index (0), a video file, a photo folder or a "
+                        "stream URL (a kiosk starts `faceapp --live 0` at login)")
+    parser.add_argument("--loop", action="store_true", help="with --live: play a video "
+                        "file again from the start when it ends")
+    parser.add_argument("--quit-after", type=float, metavar="SECONDS",
+                        help="close the window after this long (and print what Live did)")
+    args = parser.parse_args(argv)
+    if args.quit_after is not None and args.quit_after <= 0:
+        parser.error("--quit-after takes a positive number of seconds")
+    return args
+
+
+def start_live(window, spec: str, loop: bool) -> None:
+    """Show the Live page and play `spec` as soon as the gallery and models are loaded."""
+    page = window.live
+    window.welcomed = True  # a kiosk plays its source, even before anyone is enrolled
+    window.show_page(0)
+    page.set_source(spec)
+    page.loop_videos = loop
+
+    def go() -> None:
+        if window.state.is_ready and not page.is_running:
+            window.state.ready_changed.disconnect(go)
+            page.start()
+
+    window.state.ready_changed.connect(go)
+    go()
+
+
+def live_summary(window, started: float, stalls) -> str:
+    """One line for the log of a kiosk or a soak run (tests/helpers/soak.py reads it)."""
+    import resource
+
+    seconds = time.monotonic() - started
+    frames = window.live.frames_shown
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    events = window.state.gallery.event_count() if window.state.gallery else 0
+    return (f"faceapp live: {frames} frames in {seconds:.0f} s "
+            f"({frames / max(seconds, 1e-9):.1f} frames/s), {events} events, "
+            f"longest GUI stall {stalls.longest} ms, peak RSS {peak:.0f} MB")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -35,6 +76,19 @@ def run(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName("faceapp")
     window = MainWindow(AppSettings(args.settings), gallery_path=args.gallery)
     window.show()
+    started = time.monotonic()
+    if args.live is not None:
+        from .stall import StallMeter
+
+        stalls = StallMeter(parent=window, keep_gaps=False)
+        stalls.start()
+        start_live(window, args.live, args.loop)
+    if args.quit_after is not None:
+        def quit_now() -> None:
+            if args.live is not None:
+                print(live_summary(window, started, stalls), file=sys.stderr, flush=True)
+            window.close()
+        QTimer.singleShot(int(args.quit_after * 1000), quit_now)
     # Ctrl+C in the terminal closes the window properly (Python only sees the signal
     # when it runs, hence the idle timer)
     signal.signal(signal.SIGINT, lambda *_: window.close())

@@ -5,6 +5,8 @@ any of them with a function that answers at once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QInputDialog, QLabel, QLineEdit, QMessageBox,
                                QVBoxLayout, QWidget)
@@ -39,18 +41,39 @@ def choose(parent: QWidget, title: str, label: str, items: list[str],
     return value if ok and value else None
 
 
+class FolderMemory:
+    """The folder the last file dialog ended in, kept in the settings so the next
+    dialog (this run or the next) opens there."""
+
+    settings = None  # AppSettings, set by the main window
+
+    @classmethod
+    def start(cls) -> str:
+        folder = cls.settings.last_folder if cls.settings is not None else ""
+        return folder if folder and Path(folder).is_dir() else ""
+
+    @classmethod
+    def remember(cls, path: str | None, is_folder: bool = False) -> None:
+        if path and cls.settings is not None:
+            cls.settings.last_folder = str(Path(path) if is_folder else Path(path).parent)
+
+
 def open_files(parent: QWidget, title: str, filter: str = IMAGE_FILTER) -> list[str]:
-    paths, _ = QFileDialog.getOpenFileNames(parent, title, "", filter)
+    paths, _ = QFileDialog.getOpenFileNames(parent, title, FolderMemory.start(), filter)
+    FolderMemory.remember(paths[0] if paths else None)
     return paths
 
 
 def open_file(parent: QWidget, title: str, filter: str) -> str | None:
-    path, _ = QFileDialog.getOpenFileName(parent, title, "", filter)
+    path, _ = QFileDialog.getOpenFileName(parent, title, FolderMemory.start(), filter)
+    FolderMemory.remember(path)
     return path or None
 
 
 def open_folder(parent: QWidget, title: str) -> str | None:
-    return QFileDialog.getExistingDirectory(parent, title) or None
+    path = QFileDialog.getExistingDirectory(parent, title, FolderMemory.start()) or None
+    FolderMemory.remember(path, is_folder=True)
+    return path
 
 
 def save_file(parent: QWidget, title: str, name: str, filter: str,
@@ -58,7 +81,10 @@ def save_file(parent: QWidget, title: str, name: str, filter: str,
     options = QFileDialog.Option(0)
     if not confirm_overwrite:
         options |= QFileDialog.Option.DontConfirmOverwrite
+    if not Path(name).is_absolute() and FolderMemory.start():
+        name = str(Path(FolderMemory.start()) / name)
     path, _ = QFileDialog.getSaveFileName(parent, title, name, filter, options=options)
+    FolderMemory.remember(path)
     return path or None
 
 

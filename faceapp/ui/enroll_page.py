@@ -89,7 +89,7 @@ class EnrollPage(QWidget):
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
-        self.progress.setFormat("%v / %m")
+        self.progress.setFormat("")  # nothing to count until work starts ("0 / 100" lied)
         self.progress.setValue(0)
         self.item_label = muted()
         self.cancel_button = QPushButton("Cancel")
@@ -220,6 +220,7 @@ class EnrollPage(QWidget):
         self.last_report = None
         self.skipped.clear()
         self.summary.setText(title + "…")
+        self.progress.setFormat("")
         self.progress.setRange(0, 0)  # busy until the first progress report
         job = Job(work, title)
         job.progress.connect(self._import_progress)
@@ -236,6 +237,7 @@ class EnrollPage(QWidget):
             self.item_label.setText("Cancelling after the current photo…")
 
     def _import_progress(self, done: int, total: int, item: str) -> None:
+        self.progress.setFormat("%v / %m" if total else "")
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         self.item_label.setText(Path(item).name if item else "")
@@ -262,6 +264,7 @@ class EnrollPage(QWidget):
         if self.progress.maximum() == 0:  # never reported: no bar left spinning
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
+            self.progress.setFormat("")
         self.item_label.setText("")
         self._update_buttons()
 

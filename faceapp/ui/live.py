@@ -98,7 +98,7 @@ class RecognizeAnalyzer:
         if current.point is not None and current.point != self.recognizer.identifier.point:
             self.recognizer.set_point(current.point)
         self.recognizer.keep_thumbnails = current.keep_thumbnails
-        result = self.recognizer.process(frame.image, source=frame.source, track=track)
+        result = self.recognizer.process(frame.image, source=frame.where, track=track)
         overlays = []
         for found in result.faces:
             decision = found.decision

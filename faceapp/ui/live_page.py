@@ -36,6 +36,7 @@ class LivePage(QWidget):
 
     folder_fps: float | None = 1.0  # photos of a folder are shown one a second
     loop_videos = False
+    frames_shown = 0  # since the window opened (the soak test and --live's summary)
 
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
@@ -70,7 +71,7 @@ class LivePage(QWidget):
         cameras_button = QToolButton()
         cameras_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_BrowserReload))
         cameras_button.setToolTip("Look for cameras again")
-        cameras_button.clicked.connect(self.find_cameras)
+        cameras_button.clicked.connect(lambda: self.find_cameras(asked=True))
         self.start_button = QPushButton()
         self.start_button.setMinimumWidth(110)
         self.start_button.clicked.connect(self.toggle)
@@ -135,11 +136,20 @@ class LivePage(QWidget):
             self._cameras_looked_for = True
             self.find_cameras()
 
-    def find_cameras(self) -> None:
+    def find_cameras(self, asked: bool = False) -> None:
+        """Look for cameras in the background. asked: the person clicked "Refresh
+        cameras", so the box follows what was found (else a configured default stays)."""
         def found(indexes: list[int]) -> None:
             typed = self.source_box.currentText()
             self.source_box.clear()
             self.source_box.addItems([f"Camera {i}" for i in indexes])
+            if asked and typed.startswith("Camera ") and \
+                    typed not in (f"Camera {i}" for i in indexes):
+                # the box must not offer a camera that is not there
+                typed = f"Camera {indexes[0]}" if indexes else ""
+                self.source_box.lineEdit().setPlaceholderText(
+                    "No camera found: a video file, a folder of photos or a stream address"
+                    if not indexes else self.source_box.lineEdit().placeholderText())
             self.source_box.setEditText(typed)
             self.state.message.emit(f"{len(indexes)} camera(s) found" if indexes
                                     else "No camera found")
@@ -194,6 +204,7 @@ class LivePage(QWidget):
 
     # -- from the worker ---------------------------------------------------------------------
     def _show(self, frame: LiveFrame) -> None:
+        self.frames_shown += 1
         self.current_frame = frame
         self.view.set_frame(frame)
         self.names_seen.update(o.label for o in frame.overlays if o.kind == KNOWN)

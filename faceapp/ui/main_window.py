@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem
 
 from ..core.gallery import Gallery
 from ..core.recognize import FacePipeline
+from . import dialogs
 from .enroll_page import EnrollPage
 from .events_page import EventsPage
 from .live_page import LivePage
@@ -38,12 +39,19 @@ SHORTCUTS = """
 """
 
 
+WELCOME = ("Welcome to faceapp. Nobody is enrolled yet: add a person from a few photos, "
+           "import a folder with one sub-folder per person, or take a guided capture from "
+           "the camera, all on this page. Then the Live page names them.")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, pipeline: FacePipeline | None = None,
                  gallery: Gallery | None = None, gallery_path: Path | None = None):
         super().__init__()
         self.setWindowTitle("faceapp")
+        self.welcomed = False  # the first-run note was shown (or is not wanted)
         self.state = AppState(settings, pipeline, gallery, gallery_path)
+        dialogs.FolderMemory.settings = settings  # file dialogs open where the last ended
 
         self.live = LivePage(self.state)
         self.enroll = EnrollPage(self.state)
@@ -96,7 +104,7 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self.state.error.connect(self.show_error)
-        self.state.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.state.message.connect(self._note)
         self.state.ready_changed.connect(self._ready_changed)
         self.live.stats_changed.connect(self.perf_label.setText)
         self.live.running_changed.connect(self._update_actions)
@@ -164,6 +172,7 @@ class MainWindow(QMainWindow):
 
     def _page_changed(self, index: int) -> None:
         self.stack.setCurrentIndex(index)
+        self.banner.hide()  # an error belongs to the page it happened on
         self._update_actions()
 
     def _start_stop(self) -> None:
@@ -212,6 +221,11 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Keyboard shortcuts", SHORTCUTS)
 
     # -- messages ----------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        """Something succeeded: an error shown before is no longer the news."""
+        self.banner.hide()
+        self.statusBar().showMessage(text, 8000)
+
     def show_error(self, text: str) -> None:
         self.banner.show_message(text, "error")
         self.statusBar().showMessage(text.splitlines()[0] if text else "", 15000)
@@ -219,8 +233,18 @@ class MainWindow(QMainWindow):
     def _ready_changed(self) -> None:
         if self.state.is_ready:
             self.statusBar().showMessage(f"Ready · gallery {self.state.gallery_path}", 8000)
+            self._first_run()
         elif not self.state.loading:
             self.statusBar().clearMessage()
+
+    def _first_run(self) -> None:
+        """An empty gallery opens on the Enroll page, saying the three ways to start
+        (once per window; not when started to play a source with --live)."""
+        if self.welcomed or self.state.gallery is None or self.state.gallery.people():
+            return
+        self.welcomed = True
+        self.show_page(1)
+        self.banner.show_message(WELCOME, "info")
 
     # -- closing -----------------------------------------------------------------------------
     def closeEvent(self, event) -> None:

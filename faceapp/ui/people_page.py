@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QLineEdit
                                QSplitter, QVBoxLayout, QWidget)
 
 from ..core.gallery import Gallery, Person
+from ..core.index import FaceIndex
 from . import dialogs
 from .images import thumbnail
 from .state import AppState
@@ -324,8 +325,23 @@ class PeoplePage(QWidget):
                   if c.person.id != card.person.id}
         if not others:
             return
-        name = dialogs.choose(self, "Merge", f"{card.person.name} is the same person as:",
-                              sorted(others, key=str.casefold))
+        state, pid = self.state, card.person.id
+
+        def rank(job) -> list[int]:  # the most similar person first: the likely duplicate
+            embedder = state.pipeline.embedder
+            index = FaceIndex.from_gallery(state.gallery, embedder.model_id, embedder.dim)
+            return [other for other, _ in index.similar_people(pid)]
+
+        self.state.run(rank, lambda order: self._ask_merge(card, others, order),
+                       what="Finding similar people")
+
+    def _ask_merge(self, card, others: dict[str, int], order: list[int]) -> None:
+        if self.cards.get(card.person.id) is not card:
+            return  # the gallery changed meanwhile
+        rank = {person: i for i, person in enumerate(order)}
+        names = sorted(others, key=lambda n: (rank.get(others[n], len(rank)), n.casefold()))
+        name = dialogs.choose(self, "Merge", f"{card.person.name} is the same person as "
+                              "(most similar first):", names)
         if not name:
             return
         absorb = card.person

@@ -154,6 +154,14 @@ class AppSettings:
         self._set("live/source", spec)
 
     @property
+    def last_folder(self) -> str:
+        return str(self._get("dialogs/last_folder", ""))
+
+    @last_folder.setter
+    def last_folder(self, folder: str) -> None:
+        self._set("dialogs/last_folder", folder)
+
+    @property
     def geometry(self) -> QByteArray | None:
         value = self._get("window/geometry", None)
         return value if isinstance(value, QByteArray) else None

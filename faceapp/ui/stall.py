@@ -9,9 +9,12 @@ class StallMeter(QObject):
     """A timer ticking every `interval_ms` on the GUI thread; the gaps between ticks
     show how long the thread was busy elsewhere (the longest is the worst freeze)."""
 
-    def __init__(self, interval_ms: int = 10, parent: QObject | None = None):
+    def __init__(self, interval_ms: int = 10, parent: QObject | None = None,
+                 keep_gaps: bool = True):
         super().__init__(parent)
         self.gaps: list[int] = []
+        self.keep_gaps = keep_gaps  # off for hour-long runs: only the longest is kept
+        self._longest = 0
         self._clock = QElapsedTimer()
         self._last = 0
         self._timer = QTimer(self)
@@ -20,6 +23,7 @@ class StallMeter(QObject):
 
     def start(self) -> None:
         self.gaps.clear()
+        self._longest = 0
         self._clock.start()
         self._last = 0
         self._timer.start()
@@ -29,12 +33,15 @@ class StallMeter(QObject):
 
     def _tick(self) -> None:
         now = self._clock.elapsed()
-        self.gaps.append(now - self._last)
+        gap = now - self._last
+        self._longest = max(self._longest, gap)
+        if self.keep_gaps:
+            self.gaps.append(gap)
         self._last = now
 
     @property
     def longest(self) -> int:
-        return max(self.gaps, default=0)
+        return self._longest
 
     @property
     def median(self) -> int:
