@@ -262,18 +262,35 @@ def cmd_export(args) -> int:
     from .core.archive import export_gallery
 
     with _gallery(args) as gallery:
-        export_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=True))
-    print(f"wrote {args.file}", file=sys.stderr)
+        summary = export_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=True))
+    for item, why in summary.skipped:
+        print(f"skipped {item}: {why}", file=sys.stderr)
+    print(f"wrote {args.file}: {summary.people} people, {summary.faces} samples"
+          + (f"; {len(summary.skipped)} damaged sample(s) left out" if summary.skipped else ""),
+          file=sys.stderr)
+    print(json.dumps({"people": summary.people, "samples": summary.faces,
+                      "skipped": [item for item, _ in summary.skipped]}))
     return 0
 
 
 def cmd_import_gallery(args) -> int:
     from .core.archive import import_gallery
 
+    pipeline = _pipeline(args)
     with _gallery(args) as gallery:
-        result = import_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=False))
+        result = import_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=False),
+                                on_conflict=args.on_conflict, embedder=pipeline.embedder)
+    for item, why in result.damaged:
+        print(f"skipped {item}: {why}", file=sys.stderr)
+    for old, new in result.renamed.items():
+        print(f"{old} is already in the gallery: imported as {new}", file=sys.stderr)
+    for name in result.people_skipped:
+        print(f"{name} is already in the gallery: skipped", file=sys.stderr)
     print(json.dumps({"people_added": result.people_added, "people_merged": result.people_merged,
-                      "faces_added": result.faces_added, "faces_skipped": result.faces_skipped}))
+                      "people_skipped": len(result.people_skipped),
+                      "faces_added": result.faces_added, "faces_skipped": result.faces_skipped,
+                      "damaged": len(result.damaged),
+                      "templates_computed": result.embeddings_added}))
     return 0
 
 
@@ -372,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("file")
         p.add_argument("--encrypt", action="store_true", help="ask for a passphrase")
         p.add_argument("--passphrase-file", help="read the passphrase from this file")
+        if name == "import-gallery":
+            p.add_argument("--on-conflict", choices=["merge", "rename", "skip"],
+                           help="for people whose name is already in the gallery: add "
+                                "their samples to them, import them as \"Name (2)\", or "
+                                "leave them out (without it such an import is refused)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("reembed", help="embed stored faces for the active model")

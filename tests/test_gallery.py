@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceapp.core.archive import ArchiveError, WrongPassphrase, export_gallery, import_gallery
+from faceapp.core.archive import (ArchiveError, NameClash, WrongPassphrase, export_gallery,
+                                  import_gallery)
 from faceapp.core.gallery import (
     SCHEMA_VERSION,
     EventDetails,
@@ -796,15 +797,21 @@ def test_export_import_round_trip(tmp_path, crops, open_umask, passphrase):
 
     with Gallery(tmp_path / "dst.db") as dst:
         report = import_gallery(dst, out, passphrase)
-        assert (report.people_added, report.faces_added, report.embeddings_added) == (3, 5, 8)
+        assert (report.people_added, report.faces_added, report.embeddings_added) == (3, 5, 0)
+        assert report.embeddings_ignored == 8  # never trusted: computed from the crops
         assert contents(dst) == contents(src)
-        for model in ("m128", "m64"):
-            assert vectors_by_face(dst, model) == vectors_by_face(src, model)
-            flagged_too = dst.models()[model]
-            assert flagged_too == src.models()[model]
+        assert dst.models() == {} and len(dst.faces_missing_embeddings("m128")) == 5
         assert dst.events() == [], "events are not exported"
-        # importing the same file again adds nothing when merging
-        again = import_gallery(dst, out, passphrase)
+        # the same names again: refused until the user chooses, nothing changes
+        before = state(dst)
+        with pytest.raises(NameClash, match=r"3 people .* \(Ada, Émile, Nobody Yet\)"):
+            import_gallery(dst, out, passphrase)
+        assert state(dst) == before
+        skipped = import_gallery(dst, out, passphrase, on_conflict="skip")
+        assert skipped.people_skipped == ["Ada", "Émile", "Nobody Yet"]
+        assert skipped.faces_added == 0 and state(dst)[:3] == before[:3]
+        # merging the same file again adds nothing
+        again = import_gallery(dst, out, passphrase, on_conflict="merge")
         assert (again.people_merged, again.faces_added, again.faces_skipped) == (3, 0, 5)
         assert dst.face_count() == 5
         renamed = import_gallery(dst, out, passphrase, on_conflict="rename")
@@ -851,46 +858,79 @@ def test_damaged_archive_is_refused_and_gallery_unchanged(tmp_path, crops, damag
     with Gallery(tmp_path / "dst.db") as dst:
         dst.enroll("Zed", [sample(crops[5])], {"m128": vectors(1, 128, 7)})
         before = state(dst)
+        if damage == "flip-middle" and passphrase is None:
+            # the middle of a plain export is a stored crop: that face is skipped and
+            # listed, the rest comes through
+            report = import_gallery(dst, out, passphrase)
+            assert len(report.damaged) == 1 and report.faces_added == 4
+            return
         with pytest.raises(ArchiveError) as info:
             import_gallery(dst, out, passphrase)
         assert not isinstance(info.value, WrongPassphrase), "damage is not a wrong passphrase"
         assert state(dst) == before
 
 
-def test_damaged_crop_inside_a_valid_zip_is_refused(tmp_path, crops):
+def test_a_damaged_crop_skips_that_face_and_the_rest_comes_through(tmp_path, crops):
     src = filled(tmp_path / "src.db", crops)
     out = tmp_path / "export.fgx"
     export_gallery(src, out)
     src.close()
-    rebuilt = tmp_path / "rebuilt.fgx"
-    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(rebuilt, "w") as zout:
-        for info in zin.infolist():
-            body = zin.read(info)
-            if info.filename.startswith("faces/") and info.filename.endswith("4.png"):
-                body = body[:40] + b"\0" * 200 + body[240:]  # a consistent CRC, broken PNG
-            zout.writestr(info, body)
+    for name, damage in (("png", lambda b: b[:40] + b"\0" * 200 + b[240:]),
+                         ("crc", None)):
+        rebuilt = tmp_path / f"rebuilt-{name}.fgx"
+        with zipfile.ZipFile(out) as zin, zipfile.ZipFile(rebuilt, "w") as zout:
+            for info in zin.infolist():
+                body = zin.read(info)
+                if info.filename == "faces/4.png":
+                    if damage:  # a consistent CRC, a broken PNG
+                        body = damage(body)
+                    else:  # the bytes change under the recorded CRC
+                        zout.writestr(info, body)
+                        continue
+                zout.writestr(info, body)
+        if damage is None:
+            data = bytearray(rebuilt.read_bytes())
+            at = data.find(b"IDAT", data.find(b"faces/4.png"))
+            data[at + 8] ^= 0xFF
+            rebuilt.write_bytes(bytes(data))
+        with Gallery(tmp_path / f"dst-{name}.db") as dst:
+            report = import_gallery(dst, rebuilt)
+            assert [item for item, _ in report.damaged] == ["face 4 (faces/4.png)"], name
+            assert report.faces_added == 4 and dst.face_count() == 4
+
+
+def test_export_leaves_out_and_reports_a_damaged_crop(tmp_path, crops):
+    src = filled(tmp_path / "src.db", crops)
+    ada = src.find_person("Ada").id
+    broken = src.faces(ada)[1].id
+    src._conn.execute("UPDATE faces SET crop = ? WHERE id = ?", [b"\x89PNG broken", broken])
+    out = tmp_path / "export.fgx"
+    summary = export_gallery(src, out)
+    assert summary.faces == 4 and len(summary.skipped) == 1
+    assert summary.skipped[0][0].startswith(f"sample {broken} of Ada")
     with Gallery(tmp_path / "dst.db") as dst:
-        with pytest.raises(ArchiveError, match="face 4"):
-            import_gallery(dst, rebuilt)
-        assert dst.people() == [] and dst.face_count() == 0
+        report = import_gallery(dst, out)
+        assert report.faces_added == 4 and not report.damaged
+    src.close()
 
 
 def test_import_conflict_rolls_back_everything(tmp_path, crops):
+    from faceapp.core.embed import Embedder
+
+    embedder = Embedder.from_pack("dlib-resnet-v1")
     src = filled(tmp_path / "src.db", crops)
     out = tmp_path / "export.fgx"
     export_gallery(src, out)
     src.close()
     with Gallery(tmp_path / "dst.db") as dst:
-        # the same model id with another embedding size: refused when the embeddings
-        # are written, after the people and faces were added in the same transaction
-        dst.enroll("Zed", [sample(crops[5])], {"m64": vectors(1, 32, 7)})
+        # the active model's id with another embedding size: refused when the computed
+        # templates are written, after people and faces were added in that transaction
+        dst.enroll("Zed", [sample(crops[5])], {embedder.model_id: vectors(1, 32, 7)})
         before = state(dst)
         with pytest.raises(GalleryError, match="32-d"):
-            import_gallery(dst, out)
+            import_gallery(dst, out, embedder=embedder)
         assert state(dst) == before
         assert dst.find_person("Ada") is None
-
-
 def test_failed_export_keeps_the_previous_file(tmp_path, crops):
     src = filled(tmp_path / "src.db", crops)
     out = tmp_path / "export.fgx"

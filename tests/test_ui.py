@@ -536,8 +536,18 @@ def test_gallery_export_import_and_switch(qtbot, open_window, photos, tmp_path, 
     page.import_gallery()
     wait_idle(qtbot)
     assert people(window) == {"Bob": 2}
+    model = window.state.pipeline.embedder.model_id
+    assert window.state.gallery.models() == {model: 2}  # computed here from the crops
+    # importing again: Bob is already here, and the app asks what to do
+    asked = []
+    monkeypatch.setattr(dialogs, "choose", lambda parent, title, label, items, **k:
+                        asked.append(label) or next(i for i in items if "rename" in i))
+    page.import_gallery()
+    wait_idle(qtbot)
+    assert "already in the gallery (Bob)" in asked[0]
+    assert people(window) == {"Bob": 2, "Bob (2)": 2}
     window.show_page(2)
-    qtbot.waitUntil(lambda: window.people.model.rowCount() == 1, timeout=WAIT)
+    qtbot.waitUntil(lambda: window.people.model.rowCount() == 2, timeout=WAIT)
 
 
 def test_missing_camera_bad_file_and_bad_gallery_show_messages(qtbot, open_window,

@@ -19,6 +19,12 @@ Exports are written atomically and owner-only (0600 temp file in the same folder
 fsync, os.replace). An import is checked completely before anything is written, then
 written in one transaction: a wrong passphrase, a damaged archive or a conflict
 leaves the gallery as it was.
+
+An archive is not trusted: the embeddings inside it are never imported (a crafted one
+could pair one person's crop with another's vector); templates are computed from the
+imported crops by the active model. A name already in the gallery is never merged
+silently: the caller chooses merge, rename or skip. A damaged crop skips that face
+(export and import both list it); the rest comes through.
 """
 
 from __future__ import annotations
@@ -42,9 +48,7 @@ from faceapp.core.gallery import (
     SCHEMA_VERSION,
     Gallery,
     GalleryError,
-    _as_matrix,
     _check_landmarks,
-    _check_model_id,
     _fmt_time,
     _landmarks_json,
     _parse_time,
@@ -57,7 +61,7 @@ from faceapp.core.gallery import (
 FORMAT = "faceapp-gallery-export"
 FORMAT_VERSION = 1
 MANIFEST = "gallery.json"
-ON_CONFLICT = ("merge", "rename")
+ON_CONFLICT = ("merge", "rename", "skip")
 
 ENC_MAGIC = b"faceapp-enc\x00"
 ENC_VERSION = 1
@@ -79,6 +83,19 @@ class WrongPassphrase(ArchiveError):
     """The passphrase does not open this export."""
 
 
+class NameClash(ArchiveError):
+    """People in the export have names already in the gallery, and no choice was made."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10
+                                         else "")
+        super().__init__(f"{len(names)} people in the export are already in the gallery "
+                         f"({shown}); choose what to do with them: merge (add their samples "
+                         "to the people here), rename (import them as \"Name (2)\") or "
+                         "skip; nothing was imported")
+
+
 @dataclass
 class ExportSummary:
     path: Path
@@ -86,6 +103,7 @@ class ExportSummary:
     faces: int
     models: dict[str, int]
     encrypted: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, why), not exported
 
 
 @dataclass
@@ -95,7 +113,10 @@ class ImportReport:
     renamed: dict[str, str] = field(default_factory=dict)  # name in the archive -> name given
     faces_added: int = 0
     faces_skipped: int = 0  # already in the gallery (same crop, same person)
-    embeddings_added: int = 0
+    embeddings_added: int = 0  # computed from the imported crops by the active model
+    embeddings_ignored: int = 0  # vectors in the archive (never trusted)
+    people_skipped: list[str] = field(default_factory=list)  # name clashes, on_conflict="skip"
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (item, why), not imported
 
 
 # ------------------------------------------------------------------------ encryption
@@ -198,18 +219,29 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_zip(gallery: Gallery, out) -> tuple[int, int, dict[str, int]]:
-    """One read transaction: the export is a consistent snapshot."""
+def _write_zip(gallery: Gallery, out, skipped: list) -> tuple[int, int, dict[str, int]]:
+    """One read transaction: the export is a consistent snapshot. A face whose stored
+    crop no longer decodes is left out and listed in `skipped`."""
     people, faces = [], []
     models: dict[str, int] = {}
+    names = {}
     with gallery._read() as db, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for pid, name, created, updated, notes in db.execute(
                 "SELECT id, name, created, updated, notes FROM people ORDER BY id"):
             people.append({"id": pid, "name": name, "created": created, "updated": updated,
                            "notes": notes})
+            names[pid] = name
+        exported = set()
         for fid, pid, crop, landmarks, quality, source, created, flagged in db.execute(
                 "SELECT id, person_id, crop, landmarks, quality, source, created, flagged "
                 "FROM faces ORDER BY id"):
+            try:
+                decode_crop(crop)
+            except ValueError as exc:
+                skipped.append((f"sample {fid} of {names.get(pid, '?')} ({source or 'no source'})",
+                                f"its stored crop is damaged ({exc}); it was not exported"))
+                continue
+            exported.add(fid)
             member = f"faces/{fid}.png"
             zf.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), crop,
                         compress_type=zipfile.ZIP_STORED)
@@ -220,8 +252,11 @@ def _write_zip(gallery: Gallery, out) -> tuple[int, int, dict[str, int]]:
         model_ids = [r[0] for r in db.execute(
             "SELECT DISTINCT model_id FROM embeddings ORDER BY model_id")]
         for n, model_id in enumerate(model_ids):
-            rows = db.execute("SELECT face_id, dim, vector FROM embeddings "
-                              "WHERE model_id = ? ORDER BY face_id", [model_id]).fetchall()
+            rows = [r for r in db.execute("SELECT face_id, dim, vector FROM embeddings "
+                                          "WHERE model_id = ? ORDER BY face_id", [model_id])
+                    if r[0] in exported]
+            if not rows:
+                continue
             dims = {r[1] for r in rows}
             if len(dims) != 1:
                 raise GalleryError(f"model {model_id!r} has embeddings of several sizes")
@@ -247,13 +282,15 @@ def export_gallery(gallery: Gallery, path: str | os.PathLike,
     if passphrase is not None:
         _passphrase_bytes(passphrase)  # refuse an empty one before doing any work
     counts: list = []
+    skipped: list[tuple[str, str]] = []
 
     def write(f) -> None:
+        skipped.clear()
         if passphrase is None:
-            counts.append(_write_zip(gallery, f))
+            counts.append(_write_zip(gallery, f, skipped))
         else:
             buf = io.BytesIO()
-            counts.append(_write_zip(gallery, buf))
+            counts.append(_write_zip(gallery, buf, skipped))
             _encrypt(buf.getbuffer(), passphrase, f)
 
     try:
@@ -263,7 +300,7 @@ def export_gallery(gallery: Gallery, path: str | os.PathLike,
             from exc
     people, faces, models = counts[0]
     return ExportSummary(path=path, people=people, faces=faces, models=models,
-                         encrypted=passphrase is not None)
+                         encrypted=passphrase is not None, skipped=list(skipped))
 
 
 # ---------------------------------------------------------------------------- import
@@ -322,14 +359,14 @@ def _open_archive(data: bytes, passphrase) -> bytes:
     return data
 
 
-def _load(data: bytes) -> tuple[list[dict], list[_Face], list[tuple[str, list[int], np.ndarray]]]:
-    """Parse and check the whole archive; nothing is written yet."""
+def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
+    """Parse and check the whole archive; nothing is written yet. Faces whose crop is
+    damaged are left out and listed in `damaged`; a damaged manifest refuses it all.
+    Returns the people, the sound faces and the number of vectors in the archive."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-        bad = zf.testzip()  # every member's CRC
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
         raise _fail(str(exc)) from None
-    _want(bad is None, f"{bad} is corrupt")
     with zf:
         try:
             manifest = json.loads(_member(zf, MANIFEST, MAX_MANIFEST).decode("utf-8"))
@@ -374,43 +411,20 @@ def _load(data: bytes) -> tuple[list[dict], list[_Face], list[tuple[str, list[in
             _want(math.isfinite(quality), f"face {fid} has an invalid quality")
             _want(isinstance(f.get("source", ""), str), f"face {fid} has an invalid source")
             _want(isinstance(f.get("file"), str), f"face {fid} has no crop")
-            crop = _member(zf, f["file"])
             try:
+                crop = _member(zf, f["file"])
                 decode_crop(crop)
-            except ValueError:
-                raise _fail(f"the crop of face {fid} is not a readable image") from None
+            except (ArchiveError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+                damaged.append((f"face {fid} ({f['file']})", f"damaged crop: {exc}"))
+                continue
             faces.append(_Face(id=fid, person_id=f["person_id"], crop=crop, landmarks=landmarks,
                                quality=quality, source=f.get("source", ""),
                                created=_time_text(f.get("created"), f"face {fid}"),
                                flagged=bool(f.get("flagged", False))))
 
-        models = []
-        seen_models: set[str] = set()
-        for e in manifest.get("embeddings") or []:
-            _want(isinstance(e, dict), "an embeddings entry is invalid")
-            try:
-                model_id = _check_model_id(e.get("model_id"))
-            except ValueError as exc:
-                raise _fail(str(exc)) from None
-            _want(model_id not in seen_models, f"model {model_id!r} is listed twice")
-            seen_models.add(model_id)
-            ids = e.get("face_ids")
-            _want(isinstance(ids, list) and all(_is_int(i) and i in face_ids for i in ids)
-                  and len(set(ids)) == len(ids), f"model {model_id!r}: invalid face ids")
-            _want(isinstance(e.get("file"), str), f"model {model_id!r} has no data")
-            try:
-                matrix = np.load(io.BytesIO(_member(zf, e["file"])), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise _fail(f"the embeddings of {model_id!r} are unreadable ({exc})") from None
-            _want(matrix.dtype == np.float32 and matrix.ndim == 2
-                  and matrix.shape[0] == len(ids) and matrix.shape[1] == e.get("dim"),
-                  f"the embeddings of {model_id!r} have the wrong shape {matrix.shape}")
-            try:
-                matrix = _as_matrix(matrix, len(ids), model_id)
-            except ValueError as exc:
-                raise _fail(str(exc)) from None
-            models.append((model_id, ids, matrix))
-    return people, faces, models
+        vectors = sum(len(e.get("face_ids") or []) for e in manifest.get("embeddings") or []
+                      if isinstance(e, dict))
+    return people, faces, vectors
 
 
 def _free_name(gallery: Gallery, db, name: str) -> str:
@@ -423,25 +437,43 @@ def _free_name(gallery: Gallery, db, name: str) -> str:
 
 
 def import_gallery(gallery: Gallery, path: str | os.PathLike,
-                   passphrase: str | bytes | None = None,
-                   on_conflict: str = "merge") -> ImportReport:
-    """Add the people, faces and embeddings of an export to the gallery, in one
-    transaction. A person whose name is already in the gallery is merged into it
-    (on_conflict="merge"; crops that person already had before this import are
-    skipped, so importing twice adds nothing) or added as "Name (2)" (on_conflict="rename")."""
-    if on_conflict not in ON_CONFLICT:
+                   passphrase: str | bytes | None = None, on_conflict: str | None = None,
+                   embedder=None) -> ImportReport:
+    """Add the people and faces of an export to the gallery, in one transaction.
+
+    on_conflict, for a person whose name is already in the gallery: "merge" (add the
+    samples to that person; crops they already have are skipped, so importing twice
+    adds nothing), "rename" (a new person "Name (2)"), "skip" (leave them out); None
+    refuses the whole import with NameClash when there is any such name.
+    embedder: the active model; templates are computed from the imported crops (the
+    archive's own vectors are never used). Without one, the faces wait for `reembed`.
+    """
+    if on_conflict is not None and on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict is one of {ON_CONFLICT}, not {on_conflict!r}")
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ArchiveError(f"the export {path} cannot be read: {exc.strerror or exc}") from exc
-    people, faces, models = _load(_open_archive(data, passphrase))
-
     report = ImportReport()
+    people, faces, report.embeddings_ignored = _load(_open_archive(data, passphrase),
+                                                     report.damaged)
     by_person: dict[int, list[_Face]] = {}
     for f in faces:
         by_person.setdefault(f.person_id, []).append(f)
+    with gallery._read() as db:
+        clashes = [p["name"] for p in people if gallery._find_id(db, p["name"]) is not None]
+    if clashes and on_conflict is None:
+        raise NameClash(clashes)
+    vectors = {}
+    if embedder is not None and faces:
+        # computed before the write transaction: the gallery stays writable meanwhile
+        from .enroll import embed_samples
+        from .gallery import FaceSample, _landmarks_from_json
+
+        samples = [FaceSample(decode_crop(f.crop), _landmarks_from_json(f.landmarks))
+                   for f in faces]
+        vectors = dict(zip((f.id for f in faces), embed_samples(embedder, samples)))
     new_face_id: dict[int, int] = {}
     with gallery._write() as db:
         for p in people:
@@ -449,6 +481,9 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
             if target is None:
                 target = gallery._insert_person(db, p["name"], p["notes"], p["created"])
                 report.people_added += 1
+            elif on_conflict == "skip":
+                report.people_skipped.append(p["name"])
+                continue
             elif on_conflict == "rename":
                 new_name = _free_name(gallery, db, p["name"])
                 target = gallery._insert_person(db, new_name, p["notes"], p["created"])
@@ -464,6 +499,7 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
                 if digest in existing:
                     report.faces_skipped += 1
                     continue
+                existing.add(digest)
                 rows.append({"crop": f.crop, "landmarks": f.landmarks, "quality": f.quality,
                              "source": f.source, "created": f.created,
                              "flagged": int(f.flagged)})
@@ -471,15 +507,12 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
             for old, new in zip(sources, gallery._insert_faces(db, target, rows, {})):
                 new_face_id[old] = new
             report.faces_added += len(rows)
-        for model_id, ids, matrix in models:
-            keep = [i for i, fid in enumerate(ids) if fid in new_face_id]
-            if not keep:
-                continue
-            gallery._check_dim(db, model_id, matrix.shape[1])
+        if vectors and new_face_id:
+            model_id, dim = embedder.model_id, embedder.dim
+            gallery._check_dim(db, model_id, dim)
             db.conn.executemany(
                 "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
-                [(new_face_id[ids[i]], model_id, matrix.shape[1], matrix[i].tobytes())
-                 for i in keep])
-            report.embeddings_added += len(keep)
+                [(new, model_id, dim, np.asarray(vectors[old], np.float32).tobytes())
+                 for old, new in new_face_id.items()])
+            report.embeddings_added = len(new_face_id)
     return report
-

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from ..core.archive import ENC_MAGIC, export_gallery, import_gallery
+from ..core.archive import ENC_MAGIC, NameClash, export_gallery, import_gallery
 from ..core.enroll import Enroller
 from ..core.models import available_packs
 from ..core.operating import NAMED_POINTS
@@ -380,15 +380,46 @@ class SettingsPage(QWidget):
                 if not passphrase:
                     return
         gallery, state = self.state.gallery, self.state
+        embedder = state.pipeline.embedder if state.pipeline else None
+
+        def work(job):
+            try:
+                return import_gallery(gallery, path, passphrase=passphrase,
+                                      on_conflict=on_conflict, embedder=embedder)
+            except NameClash as clash:
+                return clash
 
         def done_text(report) -> str:
+            if isinstance(report, NameClash):  # ask, then import again with the answer
+                QTimer.singleShot(0, lambda: self._ask_conflict(report, path, passphrase))
+                return f"{len(report.names)} people in the export are already here."
             state.gallery_changed.emit()
-            return (f"Imported {report.faces_added} samples: {report.people_added} new "
-                    f"people, {report.people_merged} merged with people already here, "
-                    f"{report.faces_skipped} samples already present.")
+            parts = [f"Imported {report.faces_added} samples: {report.people_added} new "
+                     f"people, {report.people_merged} merged with people already here, "
+                     f"{report.faces_skipped} samples already present"]
+            if report.people_skipped:
+                parts.append(f"{len(report.people_skipped)} people left out")
+            if report.damaged:
+                parts.append(f"{len(report.damaged)} damaged sample(s) skipped: "
+                             + "; ".join(item for item, _ in report.damaged[:5]))
+            return ", ".join(parts) + "."
 
-        self._run_bulk(lambda job: import_gallery(gallery, path, passphrase=passphrase),
-                       "Importing the gallery", done_text)
+        on_conflict = self._conflict_choice
+        self._conflict_choice = None
+        self._run_bulk(work, "Importing the gallery", done_text)
+
+    _conflict_choice: str | None = None
+    CONFLICT_CHOICES = {"Add their samples to the people here (merge)": "merge",
+                        "Import them as new people, \"Name (2)\" (rename)": "rename",
+                        "Leave them out (skip)": "skip"}
+
+    def _ask_conflict(self, clash, path: str, passphrase: str | None) -> None:
+        answer = dialogs.choose(self, "People already in the gallery", str(clash).split(
+            "; choose")[0] + ". What should happen to them?", list(self.CONFLICT_CHOICES))
+        if not answer:
+            return
+        self._conflict_choice = self.CONFLICT_CHOICES[answer]
+        self.import_gallery(path, passphrase, ask=False)
 
     def reembed(self) -> None:
         enroller = self.state.enroller

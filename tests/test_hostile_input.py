@@ -1,0 +1,85 @@
+"""Hostile and messy input, through the public CLI as a careful tester tried it
+(issue: the gallery stays right under hostile archives and messy photo folders)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import cv2
+import numpy as np
+
+PHOTOS_A = ["img1.jpg", "img2.jpg"]  # one person of the sample set
+PHOTOS_B = ["img13.jpg", "img14.jpg"]  # another
+
+
+def faceapp(db, *args, check=True):
+    run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), *map(str, args)],
+                         capture_output=True, text=True, timeout=600)
+    if check:
+        assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def identities(run) -> list:
+    return [json.loads(line)["person"] for line in run.stdout.splitlines() if line.strip()]
+
+
+def test_a_crafted_export_cannot_plant_a_face_under_another_name(tmp_path, photos):
+    """An archive holding A's crop (one pixel changed) with B's embedding, under A's
+    name: B's photo must not be named A after the import."""
+    src = tmp_path / "src.db"
+    faceapp(src, "enroll", "Alice", photos / PHOTOS_A[0])
+    faceapp(src, "enroll", "Bob", photos / PHOTOS_B[0])
+    export = tmp_path / "honest.zip"
+    faceapp(src, "export", export)
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(export) as zin:
+        manifest = json.loads(zin.read("gallery.json"))
+        alice = next(p["id"] for p in manifest["people"] if p["name"] == "Alice")
+        face_a = next(f for f in manifest["faces"] if f["person_id"] == alice)
+        face_b = next(f for f in manifest["faces"] if f["person_id"] != alice)
+        entry = manifest["embeddings"][0]
+        matrix = np.load(io.BytesIO(zin.read(entry["file"])))
+        row_a, row_b = entry["face_ids"].index(face_a["id"]), entry["face_ids"].index(face_b["id"])
+        matrix[row_a] = matrix[row_b]  # B's vector under A's crop
+        crop = cv2.imdecode(np.frombuffer(zin.read(face_a["file"]), np.uint8), cv2.IMREAD_COLOR)
+        crop[0, 0] ^= 1  # one pixel changed
+        manifest["people"] = [p for p in manifest["people"] if p["id"] == alice]
+        manifest["faces"] = [face_a]
+        entry["face_ids"] = [face_a["id"]]
+        buf = io.BytesIO()
+        np.save(buf, matrix[row_a:row_a + 1])
+        with zipfile.ZipFile(crafted, "w") as zout:
+            zout.writestr("gallery.json", json.dumps(manifest))
+            zout.writestr(face_a["file"], cv2.imencode(".png", crop)[1].tobytes())
+            zout.writestr(entry["file"], buf.getvalue())
+    dst = tmp_path / "dst.db"
+    report = json.loads(faceapp(dst, "import-gallery", crafted).stdout.splitlines()[-1])
+    assert report["people_added"] == 1 and report["templates_computed"] == 1
+    named = identities(faceapp(dst, "identify", photos / PHOTOS_B[1], "--no-events"))
+    assert "Alice" not in named, named
+    # and Alice herself is still recognised from her (honest) crop
+    assert "Alice" in identities(faceapp(dst, "identify", photos / PHOTOS_A[1], "--no-events"))
+
+
+def test_imported_people_never_merge_silently(tmp_path, photos):
+    src, dst = tmp_path / "src.db", tmp_path / "dst.db"
+    faceapp(src, "enroll", "Alice", photos / PHOTOS_A[0])
+    faceapp(dst, "enroll", "Alice", photos / PHOTOS_B[0])  # another Alice
+    export = tmp_path / "alice.zip"
+    faceapp(src, "export", export)
+    refused = faceapp(dst, "import-gallery", export, check=False)
+    assert refused.returncode == 1
+    assert "already in the gallery (Alice)" in refused.stderr and "merge" in refused.stderr
+    people = lambda: {p["name"]: p["samples"] for p in map(json.loads, faceapp(dst, "people").stdout.splitlines())}  # noqa: E731
+    assert people() == {"Alice": 1}
+    faceapp(dst, "import-gallery", export, "--on-conflict", "skip")
+    assert people() == {"Alice": 1}
+    faceapp(dst, "import-gallery", export, "--on-conflict", "rename")
+    assert people() == {"Alice": 1, "Alice (2)": 1}
+    faceapp(dst, "import-gallery", export, "--on-conflict", "merge")
+    assert people() == {"Alice": 2, "Alice (2)": 1}
