@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .core.imageio import ImageError, load_image
+from .core.imageio import ImageError, load_image, read_image
 from .core.models import ModelPackError
 from .core.paths import default_gallery_path, ensure_private_dir
 from .core.operating import NAMED_POINTS, OperatingPoint
@@ -50,11 +50,13 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _face_record(path: str, index: int, analyzed) -> dict:
+def _face_record(path: str, index: int, analyzed, scale: float = 1.0) -> dict:
+    """scale: a huge photo was decoded smaller; positions are given in the file's."""
     face = analyzed.face
     return {"image": path, "face": index, "score": round(face.score, 4),
-            "box": [round(float(v), 1) for v in face.box],
-            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]}
+            "box": [round(float(v) * scale, 1) for v in face.box],
+            "landmarks": [[round(float(x) * scale, 1), round(float(y) * scale, 1)]
+                          for x, y in face.landmarks]}
 
 
 def _gallery(args):
@@ -86,7 +88,8 @@ def cmd_detect(args) -> int:
     status = 0
     for path in args.images:
         try:
-            faces = pipeline.analyze(load_image(path))
+            image, scale = read_image(path)
+            faces = pipeline.analyze(image)
         except ImageError as exc:
             print(json.dumps({"image": path, "error": str(exc)}))
             status = 1
@@ -94,7 +97,7 @@ def cmd_detect(args) -> int:
         if not faces:
             print(json.dumps({"image": path, "faces": 0}))
         for i, analyzed in enumerate(faces):
-            print(json.dumps(_face_record(path, i, analyzed)))
+            print(json.dumps(_face_record(path, i, analyzed, scale)))
     return status
 
 
@@ -159,7 +162,7 @@ def _identity_record(frame, face, names: dict) -> dict:
     decision = face.decision
     return {
         "frame": frame.index, "path": frame.path, "track": face.track_id,
-        "box": [round(float(v), 1) for v in face.face.box],
+        "box": [round(float(v) * frame.scale, 1) for v in face.face.box],
         "person": names.get(decision.person_id) if decision.known else None,
         "score": round(decision.score, 4), "reason": decision.reason,
         "nearest": names.get(decision.nearest_id),

@@ -83,3 +83,42 @@ def test_imported_people_never_merge_silently(tmp_path, photos):
     assert people() == {"Alice": 1, "Alice (2)": 1}
     faceapp(dst, "import-gallery", export, "--on-conflict", "merge")
     assert people() == {"Alice": 2, "Alice (2)": 1}
+
+
+def _sideways_phone_photo(source, path):
+    """The photo as a phone stores a portrait: pixels turned, EXIF Orientation 6."""
+    from PIL import Image
+
+    upright = Image.open(source).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+    return path
+
+
+def test_sideways_phone_photos_are_read_upright(tmp_path, photos, shared_data):
+    db = tmp_path / "g.db"
+    phone = _sideways_phone_photo(photos / PHOTOS_A[0], tmp_path / "phone.jpg")
+    faceapp(db, "enroll", "Alice", phone)
+    assert "Alice" in identities(faceapp(db, "identify", photos / PHOTOS_A[1], "--no-events"))
+    lfw = shared_data / "lfw" / "images" / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    turned = _sideways_phone_photo(lfw, tmp_path / "lfw-sideways.jpg")
+    rows = [json.loads(line) for line in faceapp(db, "detect", turned).stdout.splitlines()]
+    assert rows and "box" in rows[0], rows  # a face is found
+
+
+def test_a_huge_photo_gives_boxes_in_its_own_pixels(tmp_path, photos):
+    """12000 x 12000 is decoded at a quarter of its size; the boxes must still be in
+    the file's pixels, not at half or a quarter scale."""
+    small = cv2.imread(str(photos / PHOTOS_A[0]))
+    small = cv2.resize(small, (600, 600))
+    huge = cv2.resize(small, (12000, 12000), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(tmp_path / "huge.jpg"), huge, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    cv2.imwrite(str(tmp_path / "small.jpg"), small)
+    del huge
+    db = tmp_path / "g.db"
+    rows = [json.loads(line) for line in
+            faceapp(db, "detect", tmp_path / "small.jpg", tmp_path / "huge.jpg").stdout.splitlines()]
+    box_small = np.array(next(r["box"] for r in rows if r["image"].endswith("small.jpg")))
+    box_huge = np.array(next(r["box"] for r in rows if r["image"].endswith("huge.jpg")))
+    np.testing.assert_allclose(box_huge / 20, box_small, rtol=0.08, atol=8)

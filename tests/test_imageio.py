@@ -1,10 +1,14 @@
 """Reading images: every bad file gets a clear ImageError or the right pixels."""
 
+import io
+import resource
 import time
+import zlib
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from faceapp.core.imageio import MAX_PIXELS, ImageError, as_rgb8, decode_image, load_image
 
@@ -88,11 +92,76 @@ def test_huge_image_is_decoded_reduced_quickly(tmp_path):
     assert image.shape[0] == image.shape[1] and image.shape[0] >= side // 8
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + \
+        zlib.crc32(kind + body).to_bytes(4, "big")
+
+
 def test_absurd_declared_size_is_refused_without_decoding():
-    # A PNG header claiming 100000 x 100000 pixels, and nothing behind it.
-    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (100000).to_bytes(4, "big") * 2
-    with pytest.raises(ImageError, match="too large"):
-        decode_image(header + b"\x08\x02\x00\x00\x00", "bomb.png")
+    # A valid PNG header claiming 100000 x 100000 pixels, and nothing behind it.
+    ihdr = (100000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
+    bomb = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+            + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _png_chunk(b"IEND", b""))
+    with pytest.raises(ImageError, match="100000x100000 pixels is too large"):
+        decode_image(bomb, "bomb.png")
+
+
+def _patched(image: Image.Image, fmt: str, patch) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return patch(bytearray(buf.getvalue()))
+
+
+def _tiff_size(data: bytearray, side: int) -> bytes:
+    """A small TIFF whose ImageWidth and ImageLength tags say `side`."""
+    offset = int.from_bytes(data[4:8], "little")
+    for n in range(int.from_bytes(data[offset:offset + 2], "little")):
+        entry = offset + 2 + 12 * n
+        if int.from_bytes(data[entry:entry + 2], "little") in (256, 257):
+            data[entry + 2:entry + 4] = (4).to_bytes(2, "little")  # LONG
+            data[entry + 8:entry + 12] = side.to_bytes(4, "little")
+    return bytes(data)
+
+
+def _webp_size(data: bytearray, side: int) -> bytes:
+    """A small lossless WebP whose VP8L header says side x side."""
+    at = data.find(b"VP8L") + 9  # chunk id, size, signature byte
+    bits = int.from_bytes(data[at:at + 4], "little")
+    bits = (bits & ~((1 << 28) - 1)) | (side - 1) | ((side - 1) << 14)
+    data[at:at + 4] = bits.to_bytes(4, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt, patch, side", [
+    ("TIFF", _tiff_size, 30000), ("WEBP", _webp_size, 16383)])
+def test_decompression_bombs_of_every_format_are_refused_from_the_header(fmt, patch, side):
+    """The pixel limit holds for TIFF and WebP too (they took 3.8 GB and 2 GB)."""
+    data = _patched(Image.new("RGB", (8, 8), (9, 9, 9)), fmt,
+                    lambda d: patch(d, side))
+    assert Image.open(io.BytesIO(data)).size == (side, side)  # what the header declares
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match=f"{side}x{side} pixels is too large for a {fmt}"):
+        decode_image(data, f"bomb.{fmt.lower()}")
+    assert time.perf_counter() - started < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
+    """Phone photos are stored sideways with an EXIF Orientation tag: the app sees
+    them upright, exactly as PIL.ImageOps.exif_transpose turns them."""
+    rng = np.random.default_rng(orientation)
+    pixels = cv2.resize(rng.integers(0, 255, (6, 10, 3), dtype=np.uint8), (40, 24),
+                        interpolation=cv2.INTER_NEAREST)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    Image.fromarray(pixels).save(path, quality=98, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    got = load_image(path)
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 3
 
 
 def test_as_rgb8_conversions():

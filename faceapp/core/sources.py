@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image
+from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image, read_image
 
 __all__ = [
     "Frame", "SourceError", "FrameSource", "CameraSource", "VideoFileSource",
@@ -63,6 +63,7 @@ class Frame:
     source: str
     path: str | None = None
     live: bool = False  # from a camera or a stream (timestamp is wall-clock time)
+    scale: float = 1.0  # a huge photo decoded smaller: pixel positions x scale = the file's
 
     @property
     def where(self) -> str:
@@ -760,7 +761,7 @@ class _ImageListSource(FrameSource):
             path = self.files[self._position]
             self._position += 1
             try:
-                image = load_image(path)
+                image, scale = read_image(path)
             except ImageError as exc:
                 self.skipped.append((path, str(exc)))
                 continue
@@ -777,7 +778,7 @@ class _ImageListSource(FrameSource):
                 elif now - due > 1.0:
                     self._clock_start = now - timestamp
             return Frame(image=image, index=index, timestamp=timestamp, source=self._label,
-                         path=str(path))
+                         path=str(path), scale=scale)
         return None
 
     def _close(self) -> None:
