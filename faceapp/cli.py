@@ -125,16 +125,29 @@ def _print_report(report) -> None:
         folder = folders.get(name, name)
         origin = f" (folder {folder})" if folder != name else ""
         print(f"{name}{origin}: {count} sample(s) added", file=sys.stderr)
+    for name, others in getattr(report, "confusable", {}).items():
+        print(f"warning: {name!r} looks like {', '.join(map(repr, others))}, already in the "
+              "gallery, but is written with other characters: they are different people now",
+              file=sys.stderr)
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if report.cancelled:
         print("cancelled", file=sys.stderr)
 
 
+def _warn_confusable(gallery, name: str) -> None:
+    for other in gallery.confusable_names(name):
+        print(f"warning: {name!r} looks like {other!r}, already in the gallery, but is "
+              "written with other characters: they are two different people now",
+              file=sys.stderr)
+
+
 def cmd_enroll(args) -> int:
     from .core.enroll import Enroller
 
     with _gallery(args) as gallery:
+        if gallery.find_person(args.name) is None:
+            _warn_confusable(gallery, args.name)
         enroller = Enroller(_pipeline(args), gallery)
         report = enroller.enroll_photos(args.name, args.photos, ProgressBar("enrolling"))
     _print_report(report)
@@ -228,7 +241,10 @@ def cmd_people(args) -> int:
             person_id = _person_id(gallery, args.names[0])
             if not args.yes:
                 raise CommandError("deleting removes all of this person's samples: add --yes")
-            gallery.delete_person(person_id)
+            gone = gallery.delete_person(person_id, events=not args.keep_events)
+            print(f"deleted {args.names[0]}, their samples and "
+                  + ("their events stay (without their samples)" if args.keep_events
+                     else f"their {gone} event(s)"), file=sys.stderr)
     return 0
 
 
@@ -377,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["list", "rename", "merge", "delete"])
     p.add_argument("names", nargs="*", help="rename OLD NEW | merge KEEP OTHER | delete NAME")
     p.add_argument("--yes", action="store_true", help="confirm a delete")
+    p.add_argument("--keep-events", action="store_true",
+                   help="delete: keep the person's events (face thumbnails, name); by "
+                        "default they go with the person")
     p.set_defaults(func=cmd_people)
 
     p = sub.add_parser("events", help="the recognition log")

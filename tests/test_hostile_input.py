@@ -122,3 +122,43 @@ def test_a_huge_photo_gives_boxes_in_its_own_pixels(tmp_path, photos):
     box_small = np.array(next(r["box"] for r in rows if r["image"].endswith("small.jpg")))
     box_huge = np.array(next(r["box"] for r in rows if r["image"].endswith("huge.jpg")))
     np.testing.assert_allclose(box_huge / 20, box_small, rtol=0.08, atol=8)
+
+
+def test_forgetting_a_person_deletes_their_traces(tmp_path, photos):
+    db = tmp_path / "g.db"
+    faceapp(db, "enroll", "Alice", photos / PHOTOS_A[0])
+    faceapp(db, "enroll", "Bob", photos / PHOTOS_B[0])
+    faceapp(db, "identify", photos / PHOTOS_A[1])  # an event with Alice's face picture
+    from faceapp.core.gallery import Gallery
+
+    with Gallery(db) as g:
+        assert any(e.name == "Alice" for e in g.events())
+    run = faceapp(db, "people", "delete", "Alice", "--yes")
+    assert "their 1 event(s)" in run.stderr
+    with Gallery(db) as g:
+        assert all("Alice" not in (e.name, e.nearest, e.runner_up) for e in g.events())
+        with open(db, "rb") as f:  # nor in the file's free pages (secure_delete)
+            assert b"Alice" not in f.read()
+    wal = db.with_name(db.name + "-wal")
+    assert not wal.exists() or b"Alice" not in wal.read_bytes()
+
+
+def test_a_gallery_readable_by_others_becomes_owner_only(tmp_path, photos):
+    import os
+    import stat
+
+    db = tmp_path / "g.db"
+    faceapp(db, "enroll", "Alice", photos / PHOTOS_A[0])
+    for path in tmp_path.glob("g.db*"):
+        os.chmod(path, 0o644)
+    faceapp(db, "people")
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.glob("g.db*")}
+    assert modes and all(m == 0o600 for m in modes.values()), modes
+
+
+def test_confusable_names_are_warned_about(tmp_path, photos):
+    db = tmp_path / "g.db"
+    faceapp(db, "enroll", "Alice", photos / PHOTOS_A[0])
+    run = faceapp(db, "enroll", "\u0410lice", photos / PHOTOS_B[0])  # Cyrillic А
+    assert "looks like 'Alice'" in run.stderr
+    assert "looks like" not in faceapp(db, "enroll", "Alice", photos / PHOTOS_A[1]).stderr

@@ -306,14 +306,21 @@ def test_people_merge_rename_remove_delete(qtbot, open_window, photos, tmp_path,
 
     # delete Carol; declining the confirmation changes nothing
     page.select_person(ids["Carol"])
-    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: False)
+    carol_event = window.state.gallery.add_event(ids["Carol"], 0.95, "door.jpg")
+    monkeypatch.setattr(dialogs, "confirm_with_option", lambda *a, **k: (False, True))
     page.delete_button.click()
     wait_idle(qtbot)
     assert "Carol" in people(window)
-    monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: True)
+    # deleting offers to delete their events too, ticked by default
+    offered = []
+    monkeypatch.setattr(dialogs, "confirm_with_option",
+                        lambda *a, **k: offered.append((a[4], k.get("checked", True)))
+                        or (True, True))
     page.delete_button.click()
     wait_idle(qtbot)
     assert people(window) == {"Roberto": 2}
+    assert offered and "events" in offered[0][0] and offered[0][1] is True
+    assert carol_event not in {e.id for e in window.state.gallery.events()}
     qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
 
 
@@ -745,3 +752,16 @@ def test_file_dialogs_open_where_the_last_one_ended(open_window, tmp_path, monke
     assert dialogs.open_files(window, "Photos") == [str(folder / "a.jpg")]
     assert starts == ["", str(folder)]
     assert window.state.settings.last_folder == str(folder)  # kept for the next run
+
+
+def test_a_confusable_new_name_is_asked_about(qtbot, open_window, photos, monkeypatch):
+    window = open_window()
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE[:1]))
+    asked = []
+    monkeypatch.setattr(dialogs, "confirm", lambda parent, title, text, *a: asked.append(text)
+                        or False)
+    monkeypatch.setattr(dialogs, "open_files", lambda *a, **k: photo_paths(photos, ALICE[1:2]))
+    window.enroll.import_photos("\u0410lice")  # a Cyrillic А: declined, nothing is made
+    wait_idle(qtbot)
+    assert len(asked) == 1 and "looks like 'Alice'" in asked[0]
+    assert people(window) == {"Alice": 1}

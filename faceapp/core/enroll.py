@@ -41,6 +41,8 @@ class PreparedSample:
 class ImportReport:
     people: dict[str, int] = field(default_factory=dict)  # name -> samples added
     folders: dict[str, str] = field(default_factory=dict)  # name -> the folder it came from
+    # a new person whose name looks like people already there ("Аlice" and "Alice")
+    confusable: dict[str, list[str]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     cancelled: bool = False
 
@@ -165,6 +167,8 @@ class Enroller:
             existing = self.gallery.find_person(name) or self.gallery.find_person(folder)
             if existing:
                 name = existing.name
+            elif self.gallery.confusable_names(name):
+                report.confusable[name] = self.gallery.confusable_names(name)
             # a re-run (after a crash or cancel) adds only what is not there yet
             known = {f.source for f in self.gallery.faces(existing.id)} if existing else set()
             samples = []

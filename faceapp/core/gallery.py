@@ -270,6 +270,15 @@ def normalize_name(name: str) -> str:
     return clean
 
 
+def name_skeleton(name: str) -> str:
+    """What a name looks like, whatever letters it is written with: "Аlice" with a
+    Cyrillic А and "Alice" look the same (transliterated with anyascii, case-folded,
+    spaces dropped). Two different names with one skeleton deserve a warning."""
+    from anyascii import anyascii
+
+    return "".join(anyascii(unicodedata.normalize("NFKC", name)).casefold().split())
+
+
 def name_key(name: str) -> str:
     """What two names are compared by: "ÉMILE" and "émile" are the same person."""
     return unicodedata.normalize("NFKC", normalize_name(name)).casefold()
@@ -516,6 +525,19 @@ def _inspect(path: Path, timeout: float) -> _FileState:
     raise AssertionError("unreachable")
 
 
+def _tighten_permissions(path: Path) -> None:
+    """An existing gallery (and its -wal and -shm) readable by others becomes
+    owner-only: it holds biometric data. Files of another user, or on a read-only
+    medium, are left as they are."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = os.stat(file)
+            if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+                os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError:
+            continue
+
+
 def _backup_path(path: Path, version: int) -> Path:
     candidate = path.with_name(f"{path.name}.v{version}.bak")
     n = 1
@@ -552,6 +574,8 @@ class Gallery:
             except OSError as exc:
                 raise GalleryError(f"the gallery {self._path} cannot be created: "
                                    f"{exc.strerror}") from exc
+        else:
+            _tighten_permissions(self._path)
         try:
             # mode=rw: SQLite never creates the file itself (it would be 0644)
             conn = sqlite3.connect(_uri(self._path, mode="rw"), uri=True, timeout=self._timeout,
@@ -775,6 +799,14 @@ class Gallery:
                                     "created": created or now, "updated": now,
                                     "notes": notes}).last_pk
 
+    def confusable_names(self, name: str) -> list[str]:
+        """People whose names look like `name` but are written with other letters (a
+        new "Аlice" beside "Alice"): callers warn before, or after, creating it."""
+        clean, skeleton = normalize_name(name), name_skeleton(name)
+        with self._read() as db:
+            names = [r[0] for r in db.execute("SELECT name FROM people ORDER BY id")]
+        return [n for n in names if name_skeleton(n) == skeleton and name_key(n) != name_key(clean)]
+
     def add_person(self, name: str, notes: str = "") -> int:
         with self._write() as db:
             return self._insert_person(db, name, notes)
@@ -815,12 +847,36 @@ class Gallery:
             db["people"].update(keep, {"notes": merged, "updated": _fmt_time(utc_now())})
             db["people"].delete(absorb)
 
-    def delete_person(self, person_id: int) -> None:
-        """Deletes the person, their faces and embeddings; their events stay, with
-        the name they were recorded with and no person id."""
+    def delete_person(self, person_id: int, events: bool = True) -> int:
+        """Deletes the person, their faces and embeddings and, with `events`, their
+        events (thumbnails of their face) and their name wherever an event names them
+        as nearest or runner-up: templates and face pictures are biometric data. With
+        events=False their events stay, with the name they were recorded with and no
+        person id. The WAL is checkpointed so the deleted rows leave it too. Returns
+        the number of events deleted."""
         with self._write() as db:
             pid = self._require_person(db, person_id)
+            name = db.execute("SELECT name FROM people WHERE id = ?", [pid]).fetchone()[0]
+            gone = 0
+            if events:
+                gone = db.execute("DELETE FROM events WHERE person_id = ?", [pid]).rowcount
+                for column in ("nearest", "runner_up"):
+                    extra = ", runner_up_score = NULL" if column == "runner_up" else ""
+                    db.execute(f"UPDATE events SET {column} = NULL{extra} WHERE {column} = ?",
+                               [name])
             db["people"].delete(pid)
+        self._checkpoint()
+        return gone
+
+    def _checkpoint(self) -> None:
+        """Move what the WAL holds into the file (secure_delete zeroes freed pages
+        there) and truncate it; best effort: a reader may hold it open."""
+        conn, _ = self._require()
+        with self._lock:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
 
     def people(self) -> list[Person]:
         with self._read() as db:

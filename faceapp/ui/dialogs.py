@@ -27,6 +27,20 @@ def confirm(parent: QWidget, title: str, text: str, action: str = "OK") -> bool:
     return box.clickedButton() is yes
 
 
+def confirm_with_option(parent: QWidget, title: str, text: str, action: str, option: str,
+                        checked: bool = True) -> tuple[bool, bool]:
+    """(confirmed, option ticked): a confirmation with one check box under it."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
+    yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    tick = QCheckBox(option)
+    tick.setChecked(checked)
+    box.setCheckBox(tick)
+    box.exec()
+    return box.clickedButton() is yes, tick.isChecked()
+
+
 def ask_text(parent: QWidget, title: str, label: str, text: str = "") -> str | None:
     value, ok = QInputDialog.getText(parent, title, label, QLineEdit.EchoMode.Normal, text)
     value = value.strip()

@@ -193,6 +193,8 @@ class EnrollPage(QWidget):
             if not name:
                 return
             self.name_edit.setText(name)
+        if not self._confirm_new_name(name):
+            return
         if paths is None:
             paths = dialogs.open_files(self, f"Photos of {name}")
         if not paths:
@@ -202,6 +204,23 @@ class EnrollPage(QWidget):
             lambda job: enroller.enroll_photos(name, paths, progress=job.report,
                                                cancelled=job.cancelled),
             f"Importing {len(paths)} photo(s) of {name}")
+
+    def _confirm_new_name(self, name: str) -> bool:
+        """A new name that looks like someone already here ("Аlice" with a Cyrillic А
+        beside "Alice") is asked about before a second person is made."""
+        gallery = self.state.gallery
+        try:
+            if gallery is None or gallery.find_person(name) is not None:
+                return True
+            alike = gallery.confusable_names(name)
+        except ValueError:
+            return True  # an invalid name: the enrolment says why
+        if not alike:
+            return True
+        return dialogs.confirm(
+            self, "A name that looks the same",
+            f"{name!r} looks like {', '.join(map(repr, alike))}, already in the gallery, but "
+            "is written with other characters. Create a different person?", "Create")
 
     def import_folder(self, root: str | None = None) -> None:
         if root is None:

@@ -360,15 +360,23 @@ class PeoplePage(QWidget):
         if card is None:
             return
         p = card.person
-        if not dialogs.confirm(self, "Delete person",
-                               f"Delete {p.name} and their {p.face_count} sample(s)? Their past "
-                               "events stay in the log under this name. This cannot be "
-                               "undone.", "Delete"):
+        ok, with_events = dialogs.confirm_with_option(
+            self, "Delete person", f"Delete {p.name} and their {p.face_count} sample(s)? "
+            "This cannot be undone.", "Delete",
+            f"Also delete the events that show {p.name} (face pictures are biometric data)")
+        if not ok:
             return
-        gallery = self.state.gallery
+        gallery, state = self.state.gallery, self.state
         self.selected_id = None
-        self.state.run(lambda job: gallery.delete_person(p.id),
-                       self._changed(f"{p.name} deleted"), what=f"Deleting {p.name}")
+        changed = self._changed(f"{p.name} deleted" + (" with their events" if with_events
+                                                        else "; their events stay"))
+
+        def done(_gone) -> None:
+            changed()
+            state.events_changed.emit()
+
+        self.state.run(lambda job: gallery.delete_person(p.id, events=with_events), done,
+                       what=f"Deleting {p.name}")
 
     def unflag_selected_samples(self) -> None:
         face_ids = [item.data(FACE_ID) for item in self.samples.selectedItems()
