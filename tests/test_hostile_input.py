@@ -11,6 +11,7 @@ import zipfile
 
 import cv2
 import numpy as np
+import pytest
 
 PHOTOS_A = ["img1.jpg", "img2.jpg"]  # one person of the sample set
 PHOTOS_B = ["img13.jpg", "img14.jpg"]  # another
@@ -162,3 +163,80 @@ def test_confusable_names_are_warned_about(tmp_path, photos):
     run = faceapp(db, "enroll", "\u0410lice", photos / PHOTOS_B[0])  # Cyrillic А
     assert "looks like 'Alice'" in run.stderr
     assert "looks like" not in faceapp(db, "enroll", "Alice", photos / PHOTOS_A[1]).stderr
+
+
+def _export(tmp_path, photos):
+    src = tmp_path / "src.db"
+    faceapp(src, "enroll", "Alice", photos / PHOTOS_A[0])
+    faceapp(src, "enroll", "Bob", photos / PHOTOS_B[0])
+    return src
+
+
+def test_archives_with_duplicate_members_or_absurd_counts_are_refused(tmp_path, photos):
+    src = _export(tmp_path, photos)
+    plain = tmp_path / "plain.zip"
+    faceapp(src, "export", plain)
+    with zipfile.ZipFile(plain) as zin:
+        members = [(i, zin.read(i)) for i in zin.infolist()]
+        manifest = json.loads(zin.read("gallery.json"))
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as zout:
+        for info, body in members:
+            zout.writestr(info.filename, body)
+        face = next(n for n in (i.filename for i, _ in members) if n.startswith("faces/"))
+        with pytest.warns(UserWarning, match="Duplicate name"):  # zipfile allows it
+            zout.writestr(face, b"another body under the same name")
+    many = tmp_path / "many.zip"
+    manifest["people"] += [{"id": 10_000 + i, "name": f"p{i}", "created": manifest["created"]}
+                           for i in range(20_000)]
+    with zipfile.ZipFile(many, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info, body in members:
+            zout.writestr(info.filename, json.dumps(manifest) if info.filename == "gallery.json"
+                          else body)
+    dst = tmp_path / "dst.db"
+    for archive, says in ((twice, "appears twice"), (many, "most without any face")):
+        run = faceapp(dst, "import-gallery", archive, check=False)
+        assert run.returncode == 1 and says in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert faceapp(dst, "people").stdout == ""
+
+
+def test_encrypted_export_damage_and_crafted_key_parameters(tmp_path, photos):
+    import time as clock
+
+    src = _export(tmp_path, photos)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("correct horse")
+    sealed = tmp_path / "sealed.faceapp"
+    faceapp(src, "export", sealed, "--encrypt", "--passphrase-file", secret)
+    data = sealed.read_bytes()
+    dst = tmp_path / "dst.db"
+    # a flipped byte in the header (the salt) is damage, not a wrong passphrase
+    flipped = tmp_path / "flipped.faceapp"
+    flipped.write_bytes(data[:20] + bytes([data[20] ^ 1]) + data[21:])
+    run = faceapp(dst, "import-gallery", flipped, "--passphrase-file", secret, check=False)
+    assert run.returncode == 1 and "damaged" in run.stderr and "wrong passphrase" not in run.stderr
+    # a 200-byte file asking for the largest key parameters is refused at once
+    crafted = tmp_path / "crafted.faceapp"
+    crafted.write_bytes(data[:12] + bytes([1, 30, 255, 255]) + data[16:200])
+    started = clock.monotonic()
+    run = faceapp(dst, "import-gallery", crafted, "--passphrase-file", secret, check=False)
+    assert run.returncode == 1 and "not the ones faceapp uses" in run.stderr
+    assert clock.monotonic() - started < 30  # the process start; not 41 s of scrypt
+    # the right passphrase on the intact file still works
+    faceapp(dst, "import-gallery", sealed, "--passphrase-file", secret)
+
+
+def test_a_killed_export_leaves_no_temp_files_for_ever(tmp_path, photos):
+    import os
+
+    src = _export(tmp_path, photos)
+    out = tmp_path / "backup.zip"
+    stale = tmp_path / ".backup.zip.abc123.tmp"  # what a SIGKILL mid-export leaves
+    stale.write_bytes(b"half an export")
+    old = clock_seconds = os.stat(stale).st_mtime - 7200
+    os.utime(stale, (old, clock_seconds))
+    recent = tmp_path / ".backup.zip.def456.tmp"  # maybe a write still running
+    recent.write_bytes(b"in progress")
+    faceapp(src, "export", out)
+    assert not stale.exists() and recent.exists() and out.exists()

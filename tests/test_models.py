@@ -77,3 +77,29 @@ def test_valid_checksum_but_not_onnx(detector_copy):
     (detector_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelPackError, match="could not be loaded"):
         ModelPack.load(detector_copy).session("pnet")
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda m: m["files"]["pnet"].pop("sha256"), "must contain"),
+    (lambda m: m["files"]["pnet"].update(path="../../etc/passwd"), "files.pnet.path"),
+    (lambda m: m["files"]["pnet"].update(sha256="abc"), "files.pnet.sha256"),
+    (lambda m: m.update(task="classifier"), "task"),
+    (lambda m: m.pop("detector"), "detector"),
+    (lambda m: m.update(files=[]), "files must be object"),
+])
+def test_a_manifest_with_wrong_fields_says_what_is_wrong(detector_copy, damage, says):
+    """Valid JSON, wrong fields: a message naming the field, not a KeyError."""
+    manifest = json.loads((detector_copy / "manifest.json").read_text())
+    damage(manifest)
+    (detector_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackError, match="the manifest is not valid") as info:
+        ModelPack.load(detector_copy)
+    assert says in str(info.value)
+
+
+def test_an_embedder_manifest_needs_its_preprocessing(tmp_path):
+    bundled = ModelPack.load("dlib-resnet-v1").manifest
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {k: v for k, v in bundled.items() if k != "input"}))
+    with pytest.raises(ModelPackError, match="must contain .*input"):
+        ModelPack.load(tmp_path)

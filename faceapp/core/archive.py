@@ -64,15 +64,23 @@ MANIFEST = "gallery.json"
 ON_CONFLICT = ("merge", "rename", "skip")
 
 ENC_MAGIC = b"faceapp-enc\x00"
-ENC_VERSION = 1
+# Version 2 adds a plain digest of the header after the check value, so that a damaged
+# header is told from a wrong passphrase; version 1 files are still read.
+ENC_VERSION = 2
 CHUNK = 1 << 20
 TAG = 16
+# The only key parameters accepted are the ones faceapp writes: a crafted header
+# asking for more would cost minutes and gigabytes before it could be refused.
 SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 17, 8, 1
-# refuse files whose KDF would take minutes or gigabytes
-MAX_LOG2_N, MAX_R, MAX_P = 20, 16, 4
 _HEADER_LEN = len(ENC_MAGIC) + 1 + 3 + 16 + 4 + 7  # before the 16-byte check value
+_DIGEST_LEN = 16  # version 2: sha256(header + check value), truncated
 MAX_MANIFEST = 256 << 20
 MAX_MEMBER = 64 << 20
+MAX_TOTAL = 16 << 30  # all members uncompressed
+MAX_RATIO = 200  # uncompressed / compressed, per member past 1 MB (zip bombs)
+# People with no face in the archive (enrolled by name only): a real export has few,
+# an archive declaring millions of them is not an export.
+MAX_PEOPLE_WITHOUT_FACES = 10_000
 
 
 class ArchiveError(GalleryError):
@@ -161,6 +169,7 @@ def _encrypt(plain: bytes, passphrase: str | bytes, out) -> None:
     enc_key, check_key = _derive(_passphrase_bytes(passphrase), salt, SCRYPT_LOG2_N,
                                  SCRYPT_R, SCRYPT_P)
     header += _check_value(check_key, header)
+    header += hashlib.sha256(header).digest()[:_DIGEST_LEN]
     out.write(header)
     aead = AESGCM(enc_key)
     count = max(1, math.ceil(len(plain) / CHUNK))
@@ -176,22 +185,32 @@ def _decrypt(data: bytes, passphrase: str | bytes) -> bytes:
     AESGCM, _ = _aesgcm()
     from cryptography.exceptions import InvalidTag
 
-    if len(data) < _HEADER_LEN + 16 + TAG:
+    version = data[len(ENC_MAGIC)] if len(data) > len(ENC_MAGIC) else None
+    header_len = _HEADER_LEN + 16 + (_DIGEST_LEN if version == 2 else 0)
+    if len(data) < header_len + TAG:
         raise ArchiveError("the encrypted export is damaged: it is truncated")
-    if data[len(ENC_MAGIC)] != ENC_VERSION:
-        raise ArchiveError(f"the export uses encryption version {data[len(ENC_MAGIC)]}, "
-                           "which needs a newer faceapp")
+    if version not in (1, ENC_VERSION):
+        if version is not None and version > ENC_VERSION:
+            raise ArchiveError(f"the export uses encryption version {version}, which needs "
+                               "a newer faceapp")
+        raise ArchiveError("the encrypted export is damaged: unknown encryption version")
+    header = data[:header_len]
+    if version == 2 and not hmac.compare_digest(
+            hashlib.sha256(header[:-_DIGEST_LEN]).digest()[:_DIGEST_LEN], header[-_DIGEST_LEN:]):
+        raise ArchiveError("the encrypted export is damaged: its header was altered; "
+                           "nothing was imported")
     pos = len(ENC_MAGIC) + 1
     log2_n, r, p = data[pos], data[pos + 1], data[pos + 2]
-    if not (10 <= log2_n <= MAX_LOG2_N and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
-        raise ArchiveError("the encrypted export is damaged: invalid key parameters")
+    if (log2_n, r, p) != (SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P):
+        raise ArchiveError("the encrypted export is damaged or not written by faceapp: "
+                           f"key parameters n=2^{log2_n}, r={r}, p={p} are not the ones "
+                           "faceapp uses")
     pos += 3
     salt = data[pos:pos + 16]
     chunk = int.from_bytes(data[pos + 16:pos + 20], "big")
     prefix = data[pos + 20:pos + 27]
-    if not 1024 <= chunk <= 64 << 20:
+    if chunk != CHUNK:
         raise ArchiveError("the encrypted export is damaged: invalid chunk size")
-    header = data[:_HEADER_LEN + 16]
     enc_key, check_key = _derive(_passphrase_bytes(passphrase), salt, log2_n, r, p)
     if not hmac.compare_digest(_check_value(check_key, data[:_HEADER_LEN]),
                                data[_HEADER_LEN:_HEADER_LEN + 16]):
@@ -367,6 +386,15 @@ def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
         raise _fail(str(exc)) from None
+    members = zf.infolist()
+    seen: set[str] = set()
+    for info in members:  # zipfile would silently read the last of two same names
+        _want(info.filename not in seen, f"{info.filename} appears twice")
+        seen.add(info.filename)
+        _want(info.file_size <= MAX_RATIO * max(info.compress_size, 1)
+              or info.file_size < 1 << 20, f"{info.filename} expands suspiciously")
+    _want(sum(i.file_size for i in members) <= MAX_TOTAL, "it expands to more than "
+          f"{MAX_TOTAL >> 30} GB")
     with zf:
         try:
             manifest = json.loads(_member(zf, MANIFEST, MAX_MANIFEST).decode("utf-8"))
@@ -397,7 +425,16 @@ def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
 
         faces = []
         face_ids: set[int] = set()
-        for f in manifest.get("faces") or []:
+        declared_faces = manifest.get("faces") or []
+        _want(isinstance(declared_faces, list), "the face list is invalid")
+        crop_files = [f.get("file") for f in declared_faces if isinstance(f, dict)]
+        _want(len(set(crop_files)) == len(crop_files), "two faces share one crop file")
+        _want(len(crop_files) <= len(members), f"it lists {len(crop_files)} faces but holds "
+              f"{len(members)} files")
+        with_faces = {f.get("person_id") for f in declared_faces if isinstance(f, dict)}
+        _want(sum(p["id"] not in with_faces for p in people) <= MAX_PEOPLE_WITHOUT_FACES,
+              f"it declares {len(people)} people, most without any face")
+        for f in declared_faces:
             _want(isinstance(f, dict) and _is_int(f.get("id")), "a face has no id")
             fid = f["id"]
             _want(fid not in face_ids, f"face {fid} is listed twice")

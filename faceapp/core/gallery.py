@@ -33,6 +33,7 @@ each enrollment either whole or absent; WAL lets other processes read meanwhile.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import math
@@ -41,6 +42,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
+import time
 import unicodedata
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -1227,12 +1229,28 @@ def _csv_text(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+STALE_TEMP_SECONDS = 3600
+
+
+def _remove_stale_temp_files(folder: Path, name: str) -> None:
+    """Temp files of an earlier write of this file that was killed (SIGKILL, power
+    cut) are removed; a recent one may belong to a write still running elsewhere."""
+    now = time.time()
+    for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
+                leftover.unlink()
+        except OSError:
+            continue
+
+
 def write_private_file(path: Path, data: bytes | Callable[[object], None]) -> None:
     """Atomically replace path with data, owner-only from the first byte: a 0600 temp
     file in the same folder, fsync, os.replace, fsync of the folder. data may be a
     function writing to the open binary file."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    _remove_stale_temp_files(folder, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -17,12 +17,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
+
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 
 
 class ModelPackError(RuntimeError):
     """A model pack is missing, damaged or not understood."""
+
+
+_NUMBERS3 = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
+# What the app reads from a manifest, so that a wrong field is a message, not a
+# KeyError deep inside. File paths are plain names: a pack cannot point outside itself.
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["schema", "name", "task", "files"],
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "name": {"type": "string", "minLength": 1},
+        "task": {"enum": ["detector", "embedder"]},
+        "default_variant": {"type": "string"},
+        "files": {"type": "object", "minProperties": 1, "additionalProperties": {
+            "type": "object", "required": ["path", "sha256"],
+            "properties": {"path": {"type": "string", "pattern": "^[^/\\\\]+$"},
+                           "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "bytes": {"type": "integer", "minimum": 0},
+                           "shipped": {"type": "boolean"},
+                           "missing_hint": {"type": "string"}}}},
+        "input": {"type": "object", "required": ["size", "color", "mean", "std"],
+                  "properties": {"size": {"type": "array", "minItems": 2, "maxItems": 2,
+                                          "items": {"type": "integer", "minimum": 1}},
+                                 "color": {"enum": ["RGB", "BGR", "rgb", "bgr"]},
+                                 "mean": _NUMBERS3, "std": _NUMBERS3}},
+        "alignment": {"type": "string"},
+        "embedding_size": {"type": "integer", "minimum": 1},
+        "flip_fusion": {"type": "boolean"},
+        "listed": {"type": "boolean"},
+        "operating_points": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["points"],
+            "properties": {"points": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["far", "cosine"],
+                "properties": {"far": {"type": "number", "exclusiveMinimum": 0},
+                               "cosine": {"type": "number"}}}}}}},
+        "identification": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["fpir", "runner_up_weight", "tables"]}},
+        "detector": {"type": "object"},
+    },
+    "if": {"properties": {"task": {"const": "embedder"}}},
+    "then": {"required": ["input", "alignment", "embedding_size"]},
+    "else": {"required": ["detector"]},
+}
+_validate_manifest = fastjsonschema.compile(MANIFEST_SCHEMA)
 
 
 def packs_dir() -> Path:
@@ -69,9 +115,11 @@ class ModelPack:
             raise ModelPackError(
                 f"model pack {path}: manifest schema {manifest.get('schema') if isinstance(manifest, dict) else '?'} "
                 f"is not the supported version {SCHEMA_VERSION}")
-        for key in ("name", "task", "files"):
-            if key not in manifest:
-                raise ModelPackError(f"model pack {path}: manifest has no '{key}'")
+        try:
+            _validate_manifest(manifest)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise ModelPackError(f"model pack {path}: the manifest is not valid: "
+                                 f"{exc.message.replace('data.', '', 1)}") from None
         return cls(path=path, manifest=manifest)
 
     @property
