@@ -544,7 +544,7 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
     with Gallery(path) as g:
         backup = tmp_path / "old.db.v1.bak"
         assert g.last_backup == backup and mode(backup) == 0o600
-        assert g.schema_version() == SCHEMA_VERSION == 3
+        assert g.schema_version() == SCHEMA_VERSION == 4
         assert [(p.name, p.face_count) for p in g.people()] == [("Ada", 2), ("Bob", 1)]
         np.testing.assert_array_equal(g.face_crop(2), crops[1])
         assert [(e.id, e.person_id, e.name) for e in g.events()] == \
@@ -555,6 +555,14 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
         assert list(g.embeddings("m")[0]) == [2, 3]
         g.add_event(2, 0.7, "cam")
         assert g.events(person_id=2)[0].name == "Bob"
+        # v4: every sample knows its content, and the database refuses a second copy
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            assert conn.execute("SELECT count(*) FROM faces WHERE length(content_hash) = 32"
+                                ).fetchone() == (3,)
+        conn.close()
+        ada = g.find_person("Ada").id
+        assert g.add_faces(ada, [sample(crops[0])]) == []  # Ada already holds this crop
+        assert len(g.add_faces(ada, [sample(crops[5])])) == 1
         # v3: old events keep what they knew; new ones say why and where
         assert [e.reason for e in g.events()][1:] == ["", "match"]
         g.add_event(None, 0.9, "door.jpg", details=EventDetails(

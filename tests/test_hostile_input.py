@@ -240,3 +240,44 @@ def test_a_killed_export_leaves_no_temp_files_for_ever(tmp_path, photos):
     recent.write_bytes(b"in progress")
     faceapp(src, "export", out)
     assert not stale.exists() and recent.exists() and out.exists()
+
+
+def test_a_folder_imported_twice_by_any_path_or_at_once_holds_each_photo_once(tmp_path, photos):
+    import os
+
+    root = tmp_path / "people"
+    for name, files in (("Alice", PHOTOS_A), ("Bob", PHOTOS_B)):
+        (root / name).mkdir(parents=True)
+        for file in files:
+            (root / name / file).write_bytes((photos / file).read_bytes())
+    db = tmp_path / "g.db"
+    faceapp(db, "import", root)
+    run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), "import", "people"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)  # relative
+    assert run.returncode == 0, run.stderr
+    assert "already in the gallery" in run.stderr
+    samples = lambda d: {p["name"]: p["samples"] for p in map(json.loads, faceapp(d, "people").stdout.splitlines())}  # noqa: E731
+    assert samples(db) == {"Alice": 2, "Bob": 2}
+    # two imports of the same folder at once, into a fresh gallery
+    fresh = tmp_path / "fresh.db"
+    faceapp(fresh, "people")
+    both = [subprocess.Popen([sys.executable, "-m", "faceapp", "--db", str(fresh), "import",
+                              str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)]
+    for child in both:
+        assert child.wait(timeout=600) == 0, child.stderr.read()
+    assert samples(fresh) == {"Alice": 2, "Bob": 2}
+    assert os.path.exists(fresh)
+
+
+def test_one_bad_folder_never_stops_an_import(tmp_path, photos):
+    root = tmp_path / "people"
+    long_name = "N" * 220  # over the 200-character limit of a name
+    for name in ("Alice", long_name):
+        (root / name).mkdir(parents=True)
+        (root / name / "a.jpg").write_bytes((photos / PHOTOS_A[0]).read_bytes())
+    (root / "Bob").mkdir()
+    (root / "Bob" / "b.jpg").write_bytes((photos / PHOTOS_B[0]).read_bytes())
+    run = faceapp(tmp_path / "g.db", "import", root)
+    assert json.loads(run.stdout.splitlines()[-1])["people"] == 2
+    assert f"skipped {root / long_name}: not a usable name" in run.stderr

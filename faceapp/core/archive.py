@@ -52,6 +52,7 @@ from faceapp.core.gallery import (
     _fmt_time,
     _landmarks_json,
     _parse_time,
+    crop_digest,
     decode_crop,
     normalize_name,
     utc_now,
@@ -334,6 +335,7 @@ class _Face:
     source: str
     created: str
     flagged: bool
+    content_hash: bytes = b""
 
 
 def _fail(message: str) -> ArchiveError:
@@ -450,14 +452,15 @@ def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
             _want(isinstance(f.get("file"), str), f"face {fid} has no crop")
             try:
                 crop = _member(zf, f["file"])
-                decode_crop(crop)
+                content_hash = crop_digest(decode_crop(crop))
             except (ArchiveError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
                 damaged.append((f"face {fid} ({f['file']})", f"damaged crop: {exc}"))
                 continue
             faces.append(_Face(id=fid, person_id=f["person_id"], crop=crop, landmarks=landmarks,
                                quality=quality, source=f.get("source", ""),
                                created=_time_text(f.get("created"), f"face {fid}"),
-                               flagged=bool(f.get("flagged", False))))
+                               flagged=bool(f.get("flagged", False)),
+                               content_hash=content_hash))
 
         vectors = sum(len(e.get("face_ids") or []) for e in manifest.get("embeddings") or []
                       if isinstance(e, dict))
@@ -528,22 +531,19 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
                 report.people_added += 1
             else:
                 report.people_merged += 1
-            existing = {hashlib.sha256(r[0]).digest() for r in db.execute(
-                "SELECT crop FROM faces WHERE person_id = ?", [target])}
             rows, sources = [], []
             for f in by_person.get(p["id"], []):
-                digest = hashlib.sha256(f.crop).digest()
-                if digest in existing:
-                    report.faces_skipped += 1
-                    continue
-                existing.add(digest)
                 rows.append({"crop": f.crop, "landmarks": f.landmarks, "quality": f.quality,
                              "source": f.source, "created": f.created,
-                             "flagged": int(f.flagged)})
+                             "flagged": int(f.flagged), "content_hash": f.content_hash})
                 sources.append(f.id)
+            # a crop this person already holds is skipped by the database's unique index
             for old, new in zip(sources, gallery._insert_faces(db, target, rows, {})):
-                new_face_id[old] = new
-            report.faces_added += len(rows)
+                if new is None:
+                    report.faces_skipped += 1
+                else:
+                    new_face_id[old] = new
+                    report.faces_added += 1
         if vectors and new_face_id:
             model_id, dim = embedder.model_id, embedder.dim
             gallery._check_dim(db, model_id, dim)

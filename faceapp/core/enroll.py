@@ -17,6 +17,7 @@ import numpy as np
 from .align import align_faces, storage_crop
 from .detect import Face
 from .embed import Embedder
+from .gallery import normalize_name
 from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image
 from .quality import ENROLLMENT, Quality, QualityPolicy, assess
 
@@ -131,8 +132,7 @@ class Enroller:
             except EnrollError as exc:
                 report.skipped.append((str(path), str(exc)))
         if samples:
-            person_id, _ = self.save(person, samples)
-            report.people[self._name(person, person_id)] = len(samples)
+            self._save_reporting(person, samples, report)
         if progress:
             progress(len(paths), len(paths), "")
         return report
@@ -163,6 +163,12 @@ class Enroller:
                 report.skipped.append((str(root / folder), "no photos in this folder"))
                 continue
             name = name_from_folder(folder)
+            try:
+                normalize_name(name)
+            except ValueError as exc:  # one bad folder never stops the others
+                report.skipped.append((str(root / folder), f"not a usable name: {exc}"))
+                done += len(paths)
+                continue
             # an earlier import may have stored the folder's own spelling
             existing = self.gallery.find_person(name) or self.gallery.find_person(folder)
             if existing:
@@ -188,12 +194,25 @@ class Enroller:
                 except EnrollError as exc:
                     report.skipped.append((str(path), str(exc)))
             if samples:
-                self.save(name, samples)
-                report.people[name] = len(samples)
+                self._save_reporting(name, samples, report)
                 report.folders[name] = folder
         if progress:
             progress(total, total, "")
         return report
+
+    def _save_reporting(self, person, samples: list[PreparedSample],
+                        report: ImportReport) -> None:
+        """Save, counting what the database actually added: a crop the person already
+        holds (the same photo by another path, or from an import running at the same
+        time) is refused by its unique index and reported."""
+        person_id, face_ids = self.save(person, samples)
+        name = self._name(person, person_id)
+        duplicates = len(samples) - len(face_ids)
+        if duplicates:
+            report.skipped.append((f"{duplicates} photo(s) of {name}",
+                                   "already in the gallery (the same photo)"))
+        if face_ids:
+            report.people[name] = report.people.get(name, 0) + len(face_ids)
 
     def reembed(self, progress: Progress | None = None, cancelled: Cancelled | None = None,
                 batch: int = 64) -> int:

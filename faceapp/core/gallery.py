@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import json
 import math
@@ -149,9 +150,9 @@ class EventDetails:
     box: tuple[float, float, float, float] | None = None
 
 
-# ------------------------------------------------------------------------ schema v3
+# ------------------------------------------------------------------------ schema v4
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -174,9 +175,11 @@ CREATE TABLE faces (
     quality   REAL NOT NULL,
     source    TEXT NOT NULL DEFAULT '',
     created   TEXT NOT NULL,
-    flagged   INTEGER NOT NULL DEFAULT 0 CHECK (flagged IN (0, 1))
+    flagged   INTEGER NOT NULL DEFAULT 0 CHECK (flagged IN (0, 1)),
+    content_hash BLOB NOT NULL DEFAULT x''
 );
 CREATE INDEX faces_person ON faces(person_id);
+CREATE UNIQUE INDEX faces_content ON faces(person_id, content_hash);
 CREATE TABLE embeddings (
     face_id  INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
     model_id TEXT NOT NULL,
@@ -231,12 +234,41 @@ def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE events SET reason = 'match' WHERE name IS NOT NULL AND reason = ''")
 
 
+def crop_digest(crop: np.ndarray) -> bytes:
+    """A sample's identity: the sha256 of its decoded pixels (and their shape). The
+    same photo imported twice, by whatever path, gives the same crop."""
+    crop = np.ascontiguousarray(crop)
+    return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).digest()
+
+
+def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
+    """v4: a sample's identity is its content; one person holds each crop once,
+    enforced by a unique index (duplicates made by earlier imports are removed)."""
+    if "content_hash" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN content_hash BLOB NOT NULL DEFAULT x''")
+    seen: set[tuple[int, bytes]] = set()
+    for fid, pid, crop in db.execute("SELECT id, person_id, crop FROM faces ORDER BY id"
+                                     ).fetchall():
+        try:
+            digest = crop_digest(decode_crop(crop))
+        except ValueError:  # a damaged crop keeps an identity of its own
+            digest = hashlib.sha256(b"damaged:" + crop).digest()
+        if (pid, digest) in seen:
+            db.execute("DELETE FROM faces WHERE id = ?", [fid])
+            continue
+        seen.add((pid, digest))
+        db.execute("UPDATE faces SET content_hash = ? WHERE id = ?", [digest, fid])
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS faces_content "
+               "ON faces(person_id, content_hash)")
+
+
 # MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
 # transaction with foreign keys off (so a later one may rebuild a table); the
 # foreign keys are checked before the commit.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1_to_2,
     _migrate_2_to_3,
+    _migrate_3_to_4,
 ]
 assert len(MIGRATIONS) + 1 == SCHEMA_VERSION
 
@@ -840,6 +872,9 @@ class Gallery:
         with self._write() as db:
             self._require_person(db, keep)
             self._require_person(db, absorb)
+            # a crop both people hold stays once, with the one kept
+            db.execute("DELETE FROM faces WHERE person_id = ? AND content_hash IN "
+                       "(SELECT content_hash FROM faces WHERE person_id = ?)", [absorb, keep])
             db.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", [keep, absorb])
             db.execute("UPDATE events SET person_id = ? WHERE person_id = ?", [keep, absorb])
             notes = [r[0] for r in db.execute(
@@ -917,7 +952,8 @@ class Gallery:
                 raise TypeError(f"sample {i}: source is a str")
             rows.append({"crop": encode_crop(s.crop),
                          "landmarks": _landmarks_json(_check_landmarks(s.landmarks)),
-                         "quality": _check_quality(s.quality), "source": s.source})
+                         "quality": _check_quality(s.quality), "source": s.source,
+                         "content_hash": crop_digest(s.crop)})
         vectors = {}
         for model_id, matrix in (embeddings or {}).items():
             vectors[_check_model_id(model_id)] = _as_matrix(matrix, len(rows), model_id)
@@ -931,19 +967,27 @@ class Gallery:
                                f"not {dim}-d; drop_embeddings({model_id!r}) first")
 
     def _insert_faces(self, db: sqlite_utils.Database, person_id: int, rows: list[dict],
-                      vectors: dict[str, np.ndarray]) -> list[int]:
+                      vectors: dict[str, np.ndarray]) -> list[int | None]:
+        """The new faces' ids, in the order of rows; None where the person already has
+        that crop (the unique index decides, so two imports at once cannot both add
+        it)."""
         now = _fmt_time(utc_now())
-        face_ids = []
+        face_ids: list[int | None] = []
         for row in rows:
             record = {"person_id": person_id, "created": now, "flagged": 0, **row}
-            face_ids.append(db["faces"].insert(record).last_pk)
+            columns = ", ".join(record)
+            found = db.execute(
+                f"INSERT INTO faces({columns}) VALUES ({', '.join('?' * len(record))}) "
+                "ON CONFLICT(person_id, content_hash) DO NOTHING RETURNING id",
+                list(record.values())).fetchone()
+            face_ids.append(found[0] if found else None)
         for model_id, matrix in vectors.items():
             self._check_dim(db, model_id, matrix.shape[1])
             db.conn.executemany(
                 "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
                 [(fid, model_id, matrix.shape[1], vec.tobytes())
-                 for fid, vec in zip(face_ids, matrix)])
-        if rows:
+                 for fid, vec in zip(face_ids, matrix) if fid is not None])
+        if any(fid is not None for fid in face_ids):
             db["people"].update(person_id, {"updated": now})
         return face_ids
 
@@ -960,14 +1004,14 @@ class Gallery:
                     pid = self._insert_person(db, name_or_person_id)
             else:
                 pid = self._require_person(db, name_or_person_id)
-            return pid, self._insert_faces(db, pid, rows, vectors)
+            return pid, [f for f in self._insert_faces(db, pid, rows, vectors) if f is not None]
 
     def add_faces(self, person_id: int, samples: Sequence[FaceSample],
                   embeddings: Mapping[str, np.ndarray] | None = None) -> list[int]:
         rows, vectors = self._prepare(samples, embeddings)
         with self._write() as db:
             pid = self._require_person(db, person_id)
-            return self._insert_faces(db, pid, rows, vectors)
+            return [f for f in self._insert_faces(db, pid, rows, vectors) if f is not None]
 
     def _require_face(self, db: sqlite_utils.Database, face_id) -> int:
         fid = _check_id(face_id, "face")
