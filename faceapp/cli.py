@@ -195,6 +195,9 @@ def cmd_identify(args) -> int:
                 f"the gallery's {gallery.face_count()} samples have no templates for {model} "
                 f"yet: run `faceapp reembed --model {args.model}` first")
         rule = recognizer.rule
+        if gallery.read_only and not args.no_events:
+            print(f"the gallery {gallery.path} is read-only: identifying without saving "
+                  "events", file=sys.stderr)
         print(f"{len(recognizer.index)} samples of {rule.people if len(recognizer.index) else 0} "
               f"people; at {recognizer.identifier.point}: threshold {rule.threshold:.4f}"
               + (f", runner-up weight {rule.runner_up_weight:.3f}" if rule.runner_up_weight
@@ -204,7 +207,7 @@ def cmd_identify(args) -> int:
               + (f", expected strangers named {rule.fpir:.2%}" if rule.fpir is not None else "")
               + (f", enrolled people missed ~{rule.miss:.0%}" if rule.miss is not None else ""),
               file=sys.stderr)
-        names = {p.id: p.name for p in gallery.people()}
+        told_locked = False
         try:
             with open_source(args.source) as source:
                 # Photos in a folder are unrelated stills unless asked: tracking across
@@ -214,15 +217,27 @@ def cmd_identify(args) -> int:
                 for frame in source:
                     result = recognizer.process(frame.image, source=frame.where,
                                                 track=source.is_live or not stills)
-                    seen = {f.decision.nearest_id for f in result.faces} - {None}
-                    if not seen <= names.keys() or frame.index % 50 == 0:
-                        names = {p.id: p.name for p in gallery.people()}  # people changed
                     for face in result.faces:
-                        print(json.dumps(_identity_record(frame, face, names)), flush=True)
+                        print(json.dumps(_identity_record(frame, face, recognizer.names)),
+                              flush=True)
+                    if recognizer.events.paused != told_locked:
+                        told_locked = recognizer.events.paused
+                        print("the gallery is locked by another program: identifying goes on, "
+                              "events wait and are saved when it is free" if told_locked
+                              else "the gallery is free again: waiting events were saved",
+                              file=sys.stderr)
                     if args.max_frames and frame.index + 1 >= args.max_frames:
                         break
         except SourceError as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            if recognizer.events.pending:
+                print(f"saving {len(recognizer.events.pending)} waiting event(s)...",
+                      file=sys.stderr)
+                recognizer.events.flush(force=True, wait=30)
+            if recognizer.events.pending:
+                print(f"{len(recognizer.events.pending)} event(s) could not be saved: the "
+                      "gallery stayed locked", file=sys.stderr)
     return 0
 
 

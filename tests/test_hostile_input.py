@@ -281,3 +281,131 @@ def test_one_bad_folder_never_stops_an_import(tmp_path, photos):
     run = faceapp(tmp_path / "g.db", "import", root)
     assert json.loads(run.stdout.splitlines()[-1])["people"] == 2
     assert f"skipped {root / long_name}: not a usable name" in run.stderr
+
+
+def test_identify_goes_on_while_another_program_holds_the_gallery(tmp_path, photos):
+    """A write lock held far longer than the gallery's 10 s timeout: identify keeps
+    naming faces, says events are waiting, and saves them once the lock is gone."""
+    import sqlite3
+    import threading
+    import time as clock
+
+    db = tmp_path / "g.db"
+    faceapp(db, "enroll", "Alice", photos / PHOTOS_A[0])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"{i}.jpg").write_bytes((photos / PHOTOS_A[1]).read_bytes())
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another program's write lock
+    release = threading.Timer(14, lambda: other.execute("COMMIT"))
+    release.start()
+    started = clock.monotonic()
+    child = subprocess.Popen([sys.executable, "-m", "faceapp", "--db", str(db), "identify",
+                              str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    out, err = child.communicate(timeout=300)
+    release.join()
+    other.close()
+    assert child.returncode == 0, err
+    named = [json.loads(line)["person"] for line in out.splitlines()]
+    assert named == ["Alice"] * 6
+    assert "locked by another program: identifying goes on" in err
+    from faceapp.core.gallery import Gallery
+
+    with Gallery(db) as g:  # the waiting events were written at the end
+        assert len(g.events()) == 6
+    assert clock.monotonic() - started < 120
+
+
+def test_a_reader_never_names_a_match_it_has_no_name_for(tmp_path, shared_data):
+    """identify while an import writes: every "match" comes with its name (the index
+    and the names are read from one snapshot)."""
+    import os
+
+    lfw = shared_data / "lfw" / "images"
+    people = sorted(d for d in lfw.iterdir() if len(os.listdir(d)) >= 2)[:400]
+    root, probes = tmp_path / "people", tmp_path / "probes"
+    probes.mkdir()
+    for d in people:
+        files = sorted(d.iterdir())
+        (root / d.name).mkdir(parents=True)
+        os.symlink(files[0], root / d.name / files[0].name)
+        if len(os.listdir(probes)) < 40:
+            os.symlink(files[1], probes / files[1].name)
+    db = tmp_path / "g.db"
+    faceapp(db, "people")
+    importing = subprocess.Popen([sys.executable, "-m", "faceapp", "--db", str(db), "import",
+                                  str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rows = []
+    while importing.poll() is None:
+        run = faceapp(db, "identify", probes, "--no-events")
+        rows += [json.loads(line) for line in run.stdout.splitlines()]
+    assert importing.returncode == 0
+    rows += [json.loads(line) for line in faceapp(db, "identify", probes, "--no-events")
+             .stdout.splitlines()]
+    assert rows and any(r["reason"] == "match" for r in rows)
+    for row in rows:
+        assert (row["person"] is not None) == (row["reason"] == "match"), row
+
+
+def test_another_programs_empty_sqlite_file_is_not_taken_over(tmp_path):
+    import sqlite3
+
+    foreign = tmp_path / "other.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("PRAGMA application_id = 1234567")
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    before = foreign.read_bytes()
+    run = faceapp(foreign, "people", check=False)
+    assert run.returncode == 1 and "another program's SQLite database" in run.stderr
+    assert foreign.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")  # a 0-byte file does become a gallery
+    faceapp(empty, "people")
+
+
+def test_a_read_only_gallery_in_a_read_only_folder_can_be_used(tmp_path, photos):
+    """Listing, events and identify (without writing events) work on a gallery the
+    user cannot write, in a folder the user cannot write (a CD, another account's)."""
+    import os
+    import shlex
+    import shutil
+
+    folder = tmp_path / "cd"
+    folder.mkdir()
+    db = folder / "g.db"
+    faceapp(db, "enroll", "Alice", photos / PHOTOS_A[0])
+    assert not list(folder.glob("g.db-*"))  # closed cleanly: no -wal or -shm left
+    probe = tmp_path / "probe.jpg"
+    shutil.copy(photos / PHOTOS_A[1], probe)
+    if os.geteuid() == 0:
+        # root may write any file: make the folder a read-only mount, as a CD is
+        assert shutil.which("unshare"), "needs util-linux's unshare to test as root"
+        mount = (f"mount --bind {folder} {folder} && "
+                 f"mount -o remount,bind,ro {folder} && exec ")
+    else:
+        os.chmod(db, 0o400)
+        os.chmod(folder, 0o500)
+        mount = "exec "
+
+    def run(*args):
+        command = shlex.join([sys.executable, "-m", "faceapp", "--db", str(db), *args])
+        wrap = ["unshare", "-m", "sh", "-c", mount + command] if os.geteuid() == 0 \
+            else ["sh", "-c", mount + command]
+        return subprocess.run(wrap, capture_output=True, text=True, timeout=300)
+
+    try:
+        listed = run("people")
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == ["Alice"]
+        found = run("identify", str(probe))
+        assert found.returncode == 0, found.stderr
+        assert "read-only: identifying without saving events" in found.stderr
+        assert "Alice" in [json.loads(line)["person"] for line in found.stdout.splitlines()]
+        refused = run("enroll", "Bob", str(probe))
+        assert refused.returncode == 1 and "read-only" in refused.stderr, refused.stderr
+        assert not list(folder.glob("g.db-*"))
+    finally:
+        os.chmod(folder, 0o700)

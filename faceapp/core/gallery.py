@@ -480,7 +480,14 @@ def _read_meta(db: sqlite_utils.Database, path: Path) -> int | None:
     Raises GalleryError for anything that is not a gallery this code can open."""
     tables = db.table_names()
     if not tables and not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        return None
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        user_version = db.execute("PRAGMA user_version").fetchone()[0]
+        if app_id not in (0, SQLITE_APPLICATION_ID) or user_version != 0:
+            # another program's database that has no tables yet: not ours to take
+            raise GalleryError(f"{path} is not a faceapp gallery: it is another program's "
+                               f"SQLite database (application id {app_id}, version "
+                               f"{user_version}, no tables yet)")
+        return None  # a bare SQLite file (or one of ours cut short while it was created)
     if "meta" not in tables:
         listed = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
         raise GalleryError(f"{path} is not a faceapp gallery: it is another program's SQLite "
@@ -587,15 +594,26 @@ class Gallery:
     """One gallery file. Thread-safe (one connection behind a lock); several
     processes may open the same file."""
 
-    def __init__(self, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
+                 read_only: bool | None = None):
+        """read_only: None opens an existing gallery read-only when this user cannot
+        write it or its folder (a gallery on a CD, another user's file); reads work,
+        writes raise GalleryError."""
         self._path = Path(path)
         self._timeout = float(timeout)
+        if read_only is None:
+            read_only = self._path.exists() and not (
+                os.access(self._path, os.W_OK) and os.access(self._path.parent or ".", os.W_OK))
+        self.read_only = bool(read_only)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._db: sqlite_utils.Database | None = None
         self.last_backup: Path | None = None  # the copy made before a migration, if any
 
         state = _inspect(self._path, self._timeout)
+        if self.read_only:
+            self._open_read_only(state)
+            return
         if state.empty:
             try:
                 if not self._path.exists():
@@ -640,6 +658,28 @@ class Gallery:
             conn.close()
             raise
 
+    def _open_read_only(self, state: _FileState) -> None:
+        if state.empty or state.version is None:
+            raise GalleryError(f"the gallery {self._path} is read-only and holds no gallery "
+                               "yet: it cannot be created there")
+        if state.version < SCHEMA_VERSION:
+            raise GalleryError(f"the gallery {self._path} needs an upgrade to this faceapp's "
+                               "format, but it is read-only: open it once where it can be "
+                               "written")
+        sidecar = Path(f"{self._path}-shm")
+        writable_folder = os.access(self._path.parent or ".", os.W_OK)
+        # WAL readers need a -shm file; where none exists and none can be made (a
+        # read-only folder), nobody can be writing: read the file as immutable
+        params = {"mode": "ro"} if sidecar.exists() or writable_folder else {"immutable": "1"}
+        try:
+            conn = sqlite3.connect(_uri(self._path, **params), uri=True, timeout=self._timeout,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        except sqlite3.Error as exc:
+            raise _sqlite_message(self._path, exc, self._timeout) from exc
+        self._conn = conn
+        self._db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+
     @classmethod
     def open(cls, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT) -> Gallery:
         return cls(path, timeout=timeout)
@@ -679,23 +719,35 @@ class Gallery:
         return self._conn, self._db
 
     @contextmanager
-    def _write(self, *, bump: bool = True) -> Iterator[sqlite_utils.Database]:
+    def _write(self, *, bump: bool = True,
+               wait: float | None = None) -> Iterator[sqlite_utils.Database]:
         """One write transaction. bump: the change concerns people, faces or
-        embeddings, so in-memory indices must rebuild (events do not bump)."""
+        embeddings, so in-memory indices must rebuild (events do not bump). wait: how
+        long to wait for another program's lock (default: the gallery's timeout)."""
         with self._lock:
             conn, db = self._require()
-            with _translated(self._path, self._timeout):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    if bump:
-                        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                                     "WHERE key = 'data_version'")
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+            if self.read_only:
+                raise GalleryError(f"the gallery {self._path} is read-only: nothing can be "
+                                   "changed in it")
+            timeout = self._timeout if wait is None else wait
+            if wait is not None:
+                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                with _translated(self._path, timeout):
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield db
+                        if bump:
+                            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                                         "WHERE key = 'data_version'")
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+            finally:
+                if wait is not None:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite_utils.Database]:
@@ -1149,7 +1201,7 @@ class Gallery:
 
     def add_event(self, person_id: int | None, score: float | None, source: str = "",
                   thumbnail_jpeg: bytes | None = None, time: datetime | None = None,
-                  details: EventDetails | None = None) -> int:
+                  details: EventDetails | None = None, wait: float | None = None) -> int:
         """Record a recognition (person_id None: an unknown face). The current names
         of the person and of the nearest people are stored with it."""
         if score is not None:
@@ -1167,7 +1219,7 @@ class Gallery:
         if details.box is not None:
             box = json.dumps([round(float(v), 1) for v in details.box])
         when = _fmt_time(time if time is not None else utc_now())
-        with self._write(bump=False) as db:
+        with self._write(bump=False, wait=wait) as db:
             def name_of(pid):  # a person deleted meanwhile leaves no name
                 row = db.execute("SELECT name FROM people WHERE id = ?",
                                  [_check_id(pid, "person")]).fetchone() if pid else None

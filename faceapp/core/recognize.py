@@ -19,7 +19,7 @@ from .align import align_face, align_faces
 from .detect import Face, MTCNNDetector
 from .embed import Embedder
 from .imageio import as_rgb8
-from .gallery import EventDetails
+from .gallery import EventDetails, NotFound
 from .identify import POOR_QUALITY, TRACK_VOTE, Decision, Identifier
 from .models import ModelPack
 from .operating import OperatingPoint
@@ -165,6 +165,62 @@ class Tracker:
         return result
 
 
+class EventWriter:
+    """Writes events without ever stopping recognition: while another program holds
+    the gallery's write lock, events wait in memory (the newest MAX_PENDING) and are
+    written when it is free, retrying with a growing pause (1 s up to RETRY_MAX)."""
+
+    MAX_PENDING = 2000
+    WAIT = 0.5  # seconds one try waits for the lock (recognition is waiting too)
+    RETRY_MAX = 30.0
+
+    def __init__(self, gallery):
+        self.gallery = gallery
+        self.pending: list[tuple] = []
+        self.dropped = 0  # past MAX_PENDING while locked
+        self.locked_since: float | None = None  # monotonic time; None: saving normally
+        self._retry_at = 0.0
+        self._pause = 1.0
+
+    @property
+    def paused(self) -> bool:
+        return self.locked_since is not None
+
+    def add(self, *event) -> None:
+        self.pending.append(event)
+        if len(self.pending) > self.MAX_PENDING:
+            del self.pending[0]
+            self.dropped += 1
+        self.flush()
+
+    def flush(self, force: bool = False, wait: float | None = None) -> None:
+        """Write what waits (force: now, not at the next retry time; wait: seconds to
+        wait for the lock on each write, e.g. longer before a program ends)."""
+        from .gallery import GalleryLocked
+
+        wait = self.WAIT if wait is None else wait
+        now = time.monotonic()
+        if not self.pending or (not force and now < self._retry_at):
+            return
+        try:
+            while self.pending:
+                person_id, score, source, thumbnail, details = self.pending[0]
+                try:
+                    self.gallery.add_event(person_id, score, source, thumbnail,
+                                           details=details, wait=wait)
+                except NotFound:  # the person was deleted meanwhile
+                    self.gallery.add_event(None, score, source, thumbnail,
+                                           details=details, wait=wait)
+                self.pending.pop(0)
+        except GalleryLocked:
+            if self.locked_since is None:
+                self.locked_since = now
+            self._retry_at = now + self._pause
+            self._pause = min(self._pause * 2, self.RETRY_MAX)
+            return
+        self.locked_since, self._pause = None, 1.0
+
+
 class Recognizer:
     """Identifies faces against a gallery; one instance per video stream."""
 
@@ -178,7 +234,8 @@ class Recognizer:
         self.quality_policy = quality_policy
         self.reembed_every = reembed_every
         self.confident_votes = confident_votes
-        self.log_events = log_events
+        # a gallery this user cannot write (read-only use) keeps no log
+        self.log_events = log_events and not getattr(gallery, "read_only", False)
         self.keep_thumbnails = keep_thumbnails
         self.tracker = Tracker()
         # Two looks at one track below this similarity are two different people.
@@ -186,6 +243,8 @@ class Recognizer:
         self.identifier = Identifier(pipeline.embedder.dim, pipeline.embedder.calibration(),
                                      point)
         self._index_version = None
+        self.names: dict[int, str] = {}  # person id -> name, as of the index
+        self.events = EventWriter(gallery)
         self._frame_no = 0
         self._last_frame = None  # whole-frame thumbnail, to notice cuts
         self.refresh_index()
@@ -208,12 +267,18 @@ class Recognizer:
 
     def refresh_index(self, force: bool = False) -> None:
         """Rebuild the in-memory index (and re-resolve the operating point for the
-        gallery's new size) when the gallery changed."""
-        version = self.gallery.data_version()
-        if force or version != self._index_version:
+        gallery's new size) when the gallery changed. The templates and the names come
+        from one snapshot, so a face is never matched to a person whose name this
+        reader has not seen (imports may be writing meanwhile)."""
+        with self.gallery.snapshot():
+            version = self.gallery.data_version()
+            if not force and version == self._index_version:
+                return
             face_ids, person_ids, matrix = self.gallery.embeddings(self.model_id)
-            self.identifier.replace(face_ids, person_ids, matrix, owned=True)
-            self._index_version = version
+            names = {p.id: p.name for p in self.gallery.people()}
+        self.identifier.replace(face_ids, person_ids, matrix, owned=True)
+        self.names = names
+        self._index_version = version
 
     def _needs_embedding(self, track: Track, thumbnail: np.ndarray, cut: bool) -> str | None:
         """Why this track must be embedded in this frame ("new", "changed", "due"), or
@@ -319,7 +384,7 @@ class Recognizer:
                 ok, encoded = cv2.imencode(".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
                 thumbnail = encoded.tobytes() if ok else None
             d = t.decision
-            self.gallery.add_event(d.person_id, d.score, source, thumbnail, details=EventDetails(
+            self.events.add(d.person_id, d.score, source, thumbnail, EventDetails(
                 reason=d.reason, nearest_id=d.nearest_id, runner_up_id=d.runner_up_id,
                 runner_up_score=d.runner_up, box=tuple(float(v) for v in t.face.box)))
             t.logged_person = t.decision.person_id

@@ -50,12 +50,14 @@ def live_summary(window, started: float, stalls) -> str:
     """One line for the log of a kiosk or a soak run (tests/helpers/soak.py reads it)."""
     import resource
 
-    seconds = time.monotonic() - started
+    now = time.monotonic()
+    seconds = now - started
     frames = window.live.frames_shown
+    playing = now - (window.live.first_frame_at or now)  # after the models loaded
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     events = window.state.gallery.event_count() if window.state.gallery else 0
     return (f"faceapp live: {frames} frames in {seconds:.0f} s "
-            f"({frames / max(seconds, 1e-9):.1f} frames/s), {events} events, "
+            f"({max(frames - 1, 0) / max(playing, 1e-9):.1f} frames/s), {events} events, "
             f"longest GUI stall {stalls.longest} ms, peak RSS {peak:.0f} MB")
 
 

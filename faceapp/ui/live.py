@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
@@ -67,12 +67,6 @@ class Analyzer(Protocol):
     def analyze(self, frame: Frame, track: bool) -> tuple[list[FaceOverlay], dict, object]: ...
 
 
-@dataclass
-class _Names:
-    version: int | None = None
-    by_id: dict[int, str] = field(default_factory=dict)
-
-
 class RecognizeAnalyzer:
     """Names each face with the core Recognizer; options() is read on every frame so
     threshold and thumbnail settings apply at once."""
@@ -84,14 +78,11 @@ class RecognizeAnalyzer:
         self.recognizer = Recognizer(pipeline, gallery, current.point,
                                      log_events=log_events,
                                      keep_thumbnails=current.keep_thumbnails)
-        self._names = _Names()
         self._hints: dict[int, str] = {}
 
     def _name(self, person_id: int) -> str:
-        version = self.gallery.data_version()
-        if version != self._names.version:
-            self._names = _Names(version, {p.id: p.name for p in self.gallery.people()})
-        return self._names.by_id.get(person_id, f"person {person_id}")
+        # the names of the recognizer's own snapshot: the same one its index came from
+        return self.recognizer.names.get(person_id, f"person {person_id}")
 
     def analyze(self, frame: Frame, track: bool):
         current = self.options()
@@ -125,7 +116,9 @@ class RecognizeAnalyzer:
                 face=found.face))
         live_tracks = {o.track_id for o in overlays}
         self._hints = {t: h for t, h in self._hints.items() if t in live_tracks}
-        return overlays, result.timings_ms, None
+        note = ("the gallery is locked by another program: events wait and are saved "
+                "when it is free") if self.recognizer.events.paused else None
+        return overlays, result.timings_ms, note
 
 
 def make_source(spec: str, folder_fps: float | None = 1.0, loop: bool = False,

@@ -37,6 +37,7 @@ class LivePage(QWidget):
     folder_fps: float | None = 1.0  # photos of a folder are shown one a second
     loop_videos = False
     frames_shown = 0  # since the window opened (the soak test and --live's summary)
+    first_frame_at: float | None = None  # time.monotonic() of the first one
 
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
@@ -204,13 +205,16 @@ class LivePage(QWidget):
 
     # -- from the worker ---------------------------------------------------------------------
     def _show(self, frame: LiveFrame) -> None:
+        if not self.frames_shown:
+            self.first_frame_at = time.monotonic()
         self.frames_shown += 1
         self.current_frame = frame
         self.view.set_frame(frame)
         self.names_seen.update(o.label for o in frame.overlays if o.kind == KNOWN)
         self.faces_label.setText(self._faces_text(frame))
         stages = " · ".join(f"{stage} {ms:.0f} ms" for stage, ms in frame.timings_ms.items())
-        self.stats_changed.emit(f"{frame.fps:.1f} fps · {stages}")
+        note = f" · {frame.extra}" if isinstance(frame.extra, str) else ""
+        self.stats_changed.emit(f"{frame.fps:.1f} fps · {stages}{note}")
         now = time.monotonic()
         if frame.overlays and now - self._events_note > 2.0:
             self._events_note = now
