@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .core.imageio import ImageError, load_image, read_image
-from .core.models import ModelPackError
+from .core.models import InferenceError, ModelPackError
 from .core.paths import default_gallery_path, ensure_private_dir
 from .core.operating import NAMED_POINTS, OperatingPoint
 from .core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
@@ -215,8 +215,13 @@ def cmd_identify(args) -> int:
                 stills = args.stills or (isinstance(source, ImageFolderSource)
                                          and not args.track)
                 for frame in source:
-                    result = recognizer.process(frame.image, source=frame.where,
-                                                track=source.is_live or not stills)
+                    try:
+                        result = recognizer.process(frame.image, source=frame.where,
+                                                    track=source.is_live or not stills)
+                    except InferenceError as exc:  # this frame only (a huge photo)
+                        print(json.dumps({"frame": frame.index, "path": frame.path,
+                                          "error": str(exc)}), flush=True)
+                        continue
                     for face in result.faces:
                         print(json.dumps(_identity_record(frame, face, recognizer.names)),
                               flush=True)
@@ -453,7 +458,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ModelPackError, ImageError, GalleryError, EnrollError, CommandError,
-            ValueError) as exc:
+            InferenceError, ValueError) as exc:
         print(f"faceapp: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

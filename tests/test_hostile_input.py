@@ -409,3 +409,30 @@ def test_a_read_only_gallery_in_a_read_only_folder_can_be_used(tmp_path, photos)
         assert not list(folder.glob("g.db-*"))
     finally:
         os.chmod(folder, 0o700)
+
+
+@pytest.mark.parametrize("limit_mb", [900, 1100, 1400])
+def test_an_image_that_exhausts_memory_is_skipped_by_name(tmp_path, photos, limit_mb):
+    """With little memory left, a big (but allowed) photo fails to decode: the import
+    names it and goes on with the others."""
+    import resource
+
+    root = tmp_path / "people"
+    (root / "Alice").mkdir(parents=True)
+    (root / "Alice" / "a.jpg").write_bytes((photos / PHOTOS_A[0]).read_bytes())
+    big = np.zeros((6000, 6000, 3), np.uint8)
+    big[::7] = 255  # 36 megapixels, under the limit, about 100 MB decoded
+    cv2.imwrite(str(root / "Alice" / "big.png"), big)
+    del big
+
+    def little_memory():  # enough for the models and a photo, not for the big one's work
+        soft = limit_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (soft, soft))
+
+    run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(tmp_path / "g.db"),
+                          "import", str(root)], capture_output=True, text=True, timeout=300,
+                         preexec_fn=little_memory)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "cv2.error" not in run.stderr
+    assert f"skipped {root / 'Alice' / 'big.png'}: " in run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["added"] == 1

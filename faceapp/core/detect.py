@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from faceapp.core.imageio import as_rgb8
-from faceapp.core.models import ModelPack, ModelPackError
+from faceapp.core.models import ModelPack, ModelPackError, run_session
 
 DEFAULT_PACK = "mtcnn-v1"
 # Images whose longest side is above this are searched on a downscaled copy (the
@@ -267,7 +267,8 @@ class MTCNNDetector:
         return results
 
     def _run(self, key: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.sessions[key].run(None, {self.input_names[key]: batch})
+        out = run_session(self.sessions[key], {self.input_names[key]: batch},
+                          f"face detection ({key})")
         return dict(zip(self.outputs[key], out))
 
     def _to_blob(self, images: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .align import Template, get_template
-from .models import ModelPack, ModelPackError
+from .models import ModelPack, ModelPackError, run_session
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ class Embedder:
         out = np.empty((len(crops_rgb), self.dim), dtype=np.float32)
         for start in range(0, len(crops_rgb), self.max_batch):
             chunk = self.preprocessing.to_tensor(crops_rgb[start:start + self.max_batch])
-            out[start:start + len(chunk)] = self._session.run(None, {self._input: chunk})[0]
+            out[start:start + len(chunk)] = run_session(self._session, {self._input: chunk},
+                                                        f"embedding ({self.model_id})")[0]
         return out
 
     def embed(self, crops_rgb: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from .detect import Face
 from .embed import Embedder
 from .gallery import normalize_name
 from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image
+from .models import InferenceError
 from .quality import ENROLLMENT, Quality, QualityPolicy, assess
 
 Progress = Callable[[int, int, str], None]  # (done, total, current item)
@@ -105,7 +106,10 @@ class Enroller:
             image = load_image(path)
         except ImageError as exc:
             raise EnrollError(str(exc).split(": ", 1)[-1]) from None
-        return self.prepare(image, str(path))
+        try:
+            return self.prepare(image, str(path))
+        except (MemoryError, InferenceError) as exc:  # this photo only: the batch goes on
+            raise EnrollError(f"could not be processed ({exc or 'out of memory'})") from None
 
     def save(self, person: str | int, samples: list[PreparedSample]) -> tuple[int, list[int]]:
         """Store samples for a person (created if new) in one transaction."""

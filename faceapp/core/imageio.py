@@ -130,18 +130,21 @@ def decode_image_scaled(data: bytes, name: str = "image") -> tuple[np.ndarray, f
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         decoded = cv2.imdecode(buf, flags)
+        if decoded is None:
+            raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown "
+                             "format)")
+        if decoded.ndim == 3 and decoded.shape[2] == 4:
+            decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA)
+        elif decoded.ndim == 3 and decoded.shape[2] == 3:
+            decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        if header is not None:
+            decoded = apply_orientation(decoded, header.orientation)
+        return as_rgb8(decoded), float(scale)
     except cv2.error as exc:  # e.g. out of memory inside a codec
         raise ImageError(f"{name}: cannot be decoded ({str(exc).strip().splitlines()[-1]})") \
             from None
-    if decoded is None:
-        raise ImageError(f"{name}: not a readable image (corrupt, truncated or unknown format)")
-    if decoded.ndim == 3 and decoded.shape[2] == 4:
-        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA)
-    elif decoded.ndim == 3 and decoded.shape[2] == 3:
-        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-    if header is not None:
-        decoded = apply_orientation(decoded, header.orientation)
-    return as_rgb8(decoded), float(scale)
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode it") from None
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:

@@ -27,6 +27,24 @@ class ModelPackError(RuntimeError):
     """A model pack is missing, damaged or not understood."""
 
 
+class InferenceError(RuntimeError):
+    """onnxruntime failed on one input (an allocation on a huge photo, most often)."""
+
+
+def run_session(session, feeds: dict, what: str):
+    """session.run with onnxruntime's own exception types (which are not Python's
+    standard ones) turned into InferenceError, so one bad input is a message."""
+    try:
+        return session.run(None, feeds)
+    except MemoryError:
+        raise InferenceError(f"{what}: out of memory") from None
+    except Exception as exc:  # onnxruntime raises its own pybind11 types
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if "bad_alloc" in detail or "allocate" in detail:
+            detail = "out of memory"
+        raise InferenceError(f"{what} failed: {detail[-200:]}") from None
+
+
 _NUMBERS3 = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
 # What the app reads from a manifest, so that a wrong field is a message, not a
 # KeyError deep inside. File paths are plain names: a pack cannot point outside itself.
