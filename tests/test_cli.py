@@ -91,7 +91,7 @@ def test_identify_a_video(enrolled_db, photos, tmp_path):
     with Gallery(enrolled_db) as g:
         new = [e for e in g.events() if e.id not in before]
     # video events say the frame's number and media time
-    assert len(new) == 1 and new[0].source.startswith("clip.avi #0 00:00:00.")
+    assert len(new) == 1 and new[0].source.startswith(f"{video} #0 00:00:00.")
 
 
 def test_rename_merge_delete(tmp_path, photos):

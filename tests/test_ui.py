@@ -20,6 +20,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QDate, QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from faceapp.core.imageio import load_image  # noqa: E402
 from faceapp.core.models import packs_dir  # noqa: E402
@@ -191,9 +192,22 @@ def test_enroll_then_identify_in_live_video_and_log_events(qtbot, open_window, p
     window.events.set_person_filter(alice_id)
     wait_idle(qtbot)
     assert window.events.rows and {row.who for row in window.events.rows} == {"Alice"}
+    # the event knows its video, frame and face: double-click shows that frame, boxed
+    event = window.events.rows[0].event
+    assert event.source.startswith(f"{video} #") and event.box is not None
+    window.events.table.selectRow(0)
+    window.events.open_selected()
+    wait_idle(qtbot)
+    picture = window.events.picture_dialog.findChild(QLabel).pixmap()
+    assert not picture.isNull() and picture.width() > 100
+    window.events.picture_dialog.close()
+    window.activateWindow()
+    window.events.table.setFocus()
     window.events.set_person_filter("unknown")
     wait_idle(qtbot)
     assert window.events.rows and {row.who for row in window.events.rows} == {None}
+    why = window.events.table.item(0, 4).text()
+    assert why.startswith(("below threshold: nearest Alice", "ambiguous: nearest Alice")), why
 
     # dates: nothing from tomorrow on, everything up to today
     window.events.set_person_filter(None)

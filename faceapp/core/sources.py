@@ -64,6 +64,13 @@ class Frame:
     path: str | None = None
     live: bool = False  # from a camera or a stream (timestamp is wall-clock time)
     scale: float = 1.0  # a huge photo decoded smaller: pixel positions x scale = the file's
+    media: str | None = None  # the video file a frame came from
+
+    @staticmethod
+    def parse_where(where: str) -> tuple[str, int | None]:
+        """(file, frame number) back from `where`: (photo, None) or (video, index)."""
+        found = _WHERE_IN_VIDEO.match(where)
+        return (found.group(1), int(found.group(2))) if found else (where, None)
 
     @property
     def where(self) -> str:
@@ -75,7 +82,11 @@ class Frame:
             return self.source
         minutes, seconds = divmod(max(self.timestamp, 0.0), 60)
         hours, minutes = divmod(int(minutes), 60)
-        return f"{self.source} #{self.index} {hours:02d}:{minutes:02d}:{seconds:06.3f}"
+        return (f"{self.media or self.source} #{self.index} "
+                f"{hours:02d}:{minutes:02d}:{seconds:06.3f}")
+
+
+_WHERE_IN_VIDEO = re.compile(r"^(.*) #(\d+) \d{2}:\d{2}:\d{2}\.\d{3}$")
 
 
 class SourceError(RuntimeError):
@@ -712,7 +723,7 @@ class VideoFileSource(FrameSource):
                     if now - due > 1.0:  # very far behind: start the clock again
                         self._clock_start = now - timestamp
         return Frame(image=_bgr_to_rgb(image), index=index, timestamp=timestamp,
-                     source=self._label)
+                     source=self._label, media=str(self.path))
 
     def _close(self) -> None:
         cap, self._cap = self._cap, None

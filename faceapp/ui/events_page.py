@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt
 from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QImage, QKeySequence, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit, QDialog,
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -18,7 +19,9 @@ from ..core.align import TEMPLATES, align_faces
 from ..core.embed import Embedder
 from ..core.gallery import Event, Gallery
 from ..core.identify import explain
+from ..core.imageio import load_image
 from ..core.models import ModelPackError
+from ..core.sources import Frame
 from . import dialogs
 from .images import jpeg_to_qimage
 from .state import AppState
@@ -91,6 +94,33 @@ def flag_wrong_match(gallery: Gallery, embedder: Embedder, event: Event,
     return sorted(chosen)
 
 
+def event_picture(source: str, box) -> QImage:
+    """The photo (or the video's frame) an event names, with the face's box drawn.
+    Raises ValueError with a message when it is gone or cannot be read."""
+    path, frame_no = Frame.parse_where(source)
+    if not Path(path).is_file():
+        raise ValueError(f"{path} is not there any more (or the event came from a camera)")
+    if frame_no is None:
+        image = load_image(path)
+    else:
+        capture = cv2.VideoCapture(path)
+        try:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, frame_no)
+            ok, bgr = capture.read()
+        finally:
+            capture.release()
+        if not ok:
+            raise ValueError(f"frame {frame_no} of {path} cannot be read")
+        image = np.ascontiguousarray(bgr[:, :, ::-1])
+    image = np.ascontiguousarray(image)
+    if box is not None:
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        thick = max(2, image.shape[1] // 300)
+        cv2.rectangle(image, (x1, y1), (x2, y2), (255, 140, 0), thick)
+    h, w = image.shape[:2]
+    return QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
 def _date_edit() -> QDateEdit:
     edit = QDateEdit(QDate.currentDate())
     edit.setCalendarPopup(True)
@@ -159,6 +189,9 @@ class EventsPage(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.table.addAction(self.not_action)
         self.table.itemSelectionChanged.connect(self._update_not_action)
+        self.table.cellDoubleClicked.connect(self.open_selected)
+        self.table.setToolTip("Double-click an event to see the photo or video frame it "
+                              "came from")
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
@@ -272,6 +305,34 @@ class EventsPage(QWidget):
         self.count_label.setText(f"{shown} · {total} in the log")
         self.loaded = True
         self._update_not_action()
+
+    # -- the photo or frame behind an event -----------------------------------------------------
+    def open_selected(self, *_args) -> None:
+        """Double-click: the photo or video frame the event came from, its face boxed."""
+        row = self.selected_row()
+        if row is None:
+            return
+        event = row.event
+        self.state.run(lambda job: event_picture(event.source, event.box),
+                       lambda picture: self._show_picture(event, picture),
+                       what="Opening the event's picture",
+                       on_error=lambda text: self.state.error.emit(text))
+
+    def _show_picture(self, event, picture: QImage) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"{event.name or 'Unknown'} · {event.source}")
+        label = QLabel()
+        label.setPixmap(QPixmap.fromImage(picture).scaled(
+            900, 700, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(label)
+        why = explain(event.reason, event.nearest, event.score, event.runner_up,
+                      event.runner_up_score)
+        layout.addWidget(QLabel(f"{event.time.astimezone():%Y-%m-%d %H:%M:%S} · "
+                                f"{event.name or 'Unknown'}" + (f" · {why}" if why else "")))
+        self.picture_dialog = dialog  # tests look at it
+        dialog.show()
 
     # -- "this was not X" ---------------------------------------------------------------------
     def selected_row(self) -> EventRow | None:
