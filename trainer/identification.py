@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceapp.core.identify import Identifier
-from faceapp.core.operating import NAMED_POINTS, Calibration, OperatingPoint
+from faceapp.core.operating import NAMED_POINTS, Calibration
 
 FPIR_GRID = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 SAMPLE_COUNTS = (1, 2, 3, 5)

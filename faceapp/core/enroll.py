@@ -136,7 +136,10 @@ class Enroller:
             except EnrollError as exc:
                 report.skipped.append((str(path), str(exc)))
         if samples:
-            self._save_reporting(person, samples, report)
+            try:
+                self._save_reporting(person, samples, report)
+            except (MemoryError, InferenceError) as exc:
+                raise EnrollError(f"the photos could not be saved ({exc})") from None
         if progress:
             progress(len(paths), len(paths), "")
         return report
@@ -198,7 +201,11 @@ class Enroller:
                 except EnrollError as exc:
                     report.skipped.append((str(path), str(exc)))
             if samples:
-                self._save_reporting(name, samples, report)
+                try:
+                    self._save_reporting(name, samples, report)
+                except (MemoryError, InferenceError) as exc:  # this person only
+                    report.skipped.append((str(root / folder), f"could not be saved ({exc})"))
+                    continue
                 report.folders[name] = folder
         if progress:
             progress(total, total, "")

@@ -6,15 +6,8 @@ SQLite ever touches it; SQLite gives its -wal and -shm files the mode of the
 database file, and backups are created 0600 too. Deleted rows are overwritten
 (``secure_delete``). Nothing here talks to the network.
 
-Layout (schema version 2)::
-
-    meta(key, value)              app id, schema_version, created, data_version
-    people(id, name, name_key, created, updated, notes)
-    faces(id, person_id -> people ON DELETE CASCADE, crop PNG, landmarks JSON 5x2,
-          quality, source, created, flagged)
-    embeddings(face_id -> faces ON DELETE CASCADE, model_id, dim, vector f32 blob)
-    events(id, time, person_id -> people ON DELETE SET NULL, score, source,
-           thumbnail JPEG, name)
+The schema, the stored form of a sample and the migrations are in gallery_schema.py;
+recognising a file, its permissions and SQLite's errors in gallery_files.py.
 
 ``name_key`` is the name folded for comparison (NFKC + casefold), so names are
 unique case-insensitively, accents and all. Times are ISO 8601 UTC strings with a
@@ -33,59 +26,60 @@ each enrollment either whole or absent; WAL lets other processes read meanwhile.
 from __future__ import annotations
 
 import csv
-import glob
-import hashlib
 import io
 import json
 import math
 import os
 import sqlite3
 import stat
-import tempfile
 import threading
-import time
 import unicodedata
-import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
 import sqlite_utils
+
+from .gallery_files import (  # noqa: F401  (re-exported: the gallery's public names)
+    APP_ID,
+    SQLITE_APPLICATION_ID,
+    GalleryError,
+    GalleryLocked,
+    NameTaken,
+    NotFound,
+    _backup_path,
+    _FileState,
+    _inspect,
+    _read_meta,
+    _sqlite_message,
+    _tighten_permissions,
+    _translated,
+    _uri,
+    create_private_file,
+    fsync_dir,
+    write_private_file,
+)
+from .gallery_schema import (  # noqa: F401
+    _SCHEMA,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    crop_digest,
+    decode_crop,
+    encode_crop,
+)
 
 if not hasattr(sqlite_utils.Database, "atomic"):  # pragma: no cover
     # before 4.0, sqlite-utils' insert/update/delete committed any open transaction,
     # which would split an enrollment into several
     raise ImportError("faceapp's gallery needs sqlite-utils 4.0 or later")
 
-APP_ID = "faceapp-gallery"
-SQLITE_APPLICATION_ID = 0x46414347  # "FACG" in the file header, for file(1) and friends
 DEFAULT_TIMEOUT = 10.0
 MAX_NAME_LENGTH = 200
 MAX_MODEL_ID_LENGTH = 200
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-# --------------------------------------------------------------------------- errors
-
-class GalleryError(Exception):
-    """The gallery file cannot be used or an operation on it failed; the message says why."""
-
-
-class GalleryLocked(GalleryError):
-    """Another program held the gallery locked for longer than the timeout."""
-
-
-class NotFound(GalleryError, LookupError):
-    """No person / face / event with that id."""
-
-
-class NameTaken(GalleryError, ValueError):
-    """Another person already has that name (names are compared case-insensitively)."""
 
 
 # -------------------------------------------------------------------------- records
@@ -148,129 +142,6 @@ class EventDetails:
     runner_up_id: int | None = None
     runner_up_score: float | None = None
     box: tuple[float, float, float, float] | None = None
-
-
-# ------------------------------------------------------------------------ schema v4
-
-SCHEMA_VERSION = 4
-
-_SCHEMA = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE people (
-    id       INTEGER PRIMARY KEY,
-    name     TEXT NOT NULL,
-    name_key TEXT NOT NULL UNIQUE,
-    created  TEXT NOT NULL,
-    updated  TEXT NOT NULL,
-    notes    TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE faces (
-    id        INTEGER PRIMARY KEY,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    crop      BLOB NOT NULL,
-    landmarks TEXT NOT NULL,
-    quality   REAL NOT NULL,
-    source    TEXT NOT NULL DEFAULT '',
-    created   TEXT NOT NULL,
-    flagged   INTEGER NOT NULL DEFAULT 0 CHECK (flagged IN (0, 1)),
-    content_hash BLOB NOT NULL DEFAULT x''
-);
-CREATE INDEX faces_person ON faces(person_id);
-CREATE UNIQUE INDEX faces_content ON faces(person_id, content_hash);
-CREATE TABLE embeddings (
-    face_id  INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
-    model_id TEXT NOT NULL,
-    dim      INTEGER NOT NULL CHECK (dim > 0),
-    vector   BLOB NOT NULL CHECK (length(vector) = 4 * dim),
-    PRIMARY KEY (face_id, model_id)
-);
-CREATE INDEX embeddings_model ON embeddings(model_id);
-CREATE TABLE events (
-    id        INTEGER PRIMARY KEY,
-    time      TEXT NOT NULL,
-    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
-    score     REAL,
-    source    TEXT NOT NULL DEFAULT '',
-    thumbnail BLOB,
-    name      TEXT,
-    reason    TEXT NOT NULL DEFAULT '',
-    nearest   TEXT,
-    runner_up TEXT,
-    runner_up_score REAL,
-    box       TEXT
-);
-CREATE INDEX events_time ON events(time);
-CREATE INDEX events_person ON events(person_id, time);
-CREATE INDEX events_unknown ON events(time) WHERE name IS NULL;
-"""
-
-
-def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
-    """v2: faces can be flagged ("this was not X"), events keep the name at the time."""
-    if "flagged" not in db["faces"].columns_dict:
-        db.execute("ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0 "
-                   "CHECK (flagged IN (0, 1))")
-    if "name" not in db["events"].columns_dict:
-        db.execute("ALTER TABLE events ADD COLUMN name TEXT")
-    db.execute("UPDATE events SET name = (SELECT people.name FROM people "
-               "WHERE people.id = events.person_id) WHERE name IS NULL")
-    db.execute("CREATE INDEX IF NOT EXISTS events_unknown ON events(time) WHERE name IS NULL")
-    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('data_version', '0')")
-
-
-_EVENT_DETAIL_COLUMNS = {"reason": "TEXT NOT NULL DEFAULT ''", "nearest": "TEXT",
-                         "runner_up": "TEXT", "runner_up_score": "REAL", "box": "TEXT"}
-
-
-def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
-    """v3: events say why (reason, nearest people) and where (the face's box)."""
-    columns = db["events"].columns_dict
-    for column, kind in _EVENT_DETAIL_COLUMNS.items():
-        if column not in columns:
-            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
-    db.execute("UPDATE events SET reason = 'match' WHERE name IS NOT NULL AND reason = ''")
-
-
-def crop_digest(crop: np.ndarray) -> bytes:
-    """A sample's identity: the sha256 of its decoded pixels (and their shape). The
-    same photo imported twice, by whatever path, gives the same crop."""
-    crop = np.ascontiguousarray(crop)
-    return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).digest()
-
-
-def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
-    """v4: a sample's identity is its content; one person holds each crop once,
-    enforced by a unique index (duplicates made by earlier imports are removed)."""
-    if "content_hash" not in db["faces"].columns_dict:
-        db.execute("ALTER TABLE faces ADD COLUMN content_hash BLOB NOT NULL DEFAULT x''")
-    seen: set[tuple[int, bytes]] = set()
-    for fid, pid, crop in db.execute("SELECT id, person_id, crop FROM faces ORDER BY id"
-                                     ).fetchall():
-        try:
-            digest = crop_digest(decode_crop(crop))
-        except ValueError:  # a damaged crop keeps an identity of its own
-            digest = hashlib.sha256(b"damaged:" + crop).digest()
-        if (pid, digest) in seen:
-            db.execute("DELETE FROM faces WHERE id = ?", [fid])
-            continue
-        seen.add((pid, digest))
-        db.execute("UPDATE faces SET content_hash = ? WHERE id = ?", [digest, fid])
-    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS faces_content "
-               "ON faces(person_id, content_hash)")
-
-
-# MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
-# transaction with foreign keys off (so a later one may rebuild a table); the
-# foreign keys are checked before the commit.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migrate_1_to_2,
-    _migrate_2_to_3,
-    _migrate_3_to_4,
-]
-assert len(MIGRATIONS) + 1 == SCHEMA_VERSION
 
 
 # -------------------------------------------------------------------------- helpers
@@ -342,28 +213,6 @@ def _check_landmarks(landmarks) -> np.ndarray:
     return arr
 
 
-def encode_crop(crop: np.ndarray) -> bytes:
-    """H x W x 3 uint8 RGB -> PNG bytes (lossless)."""
-    if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 \
-            or crop.shape[2] != 3 or crop.shape[0] < 1 or crop.shape[1] < 1:
-        shape = getattr(crop, "shape", None)
-        dtype = getattr(crop, "dtype", type(crop).__name__)
-        raise ValueError(f"a face crop is an H x W x 3 uint8 RGB array, got {shape} {dtype}")
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]))
-    if not ok:
-        raise ValueError("the face crop could not be encoded as PNG")
-    return png.tobytes()
-
-
-def decode_crop(png: bytes) -> np.ndarray:
-    """PNG bytes -> H x W x 3 uint8 RGB; ValueError if they are not a colour image."""
-    arr = np.frombuffer(png, dtype=np.uint8)
-    bgr = cv2.imdecode(arr, cv2.IMREAD_COLOR) if arr.size else None
-    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
-        raise ValueError("the stored face crop is not a readable image")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
 def _landmarks_json(arr: np.ndarray) -> str:
     return json.dumps([[float(x), float(y)] for x, y in arr])
 
@@ -393,199 +242,6 @@ def _as_matrix(values, rows: int | None, what: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{what}: embeddings must be finite")
     return arr
-
-
-def _uri(path: Path, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"file:{urllib.parse.quote(str(path.absolute()))}?{query}"
-
-
-def create_private_file(path: Path) -> None:
-    """Create an empty file readable by its owner only, failing if it exists."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    os.close(fd)
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _sqlite_message(path: Path, exc: sqlite3.Error, timeout: float) -> GalleryError:
-    text = str(exc)
-    low = text.lower()
-    if "locked" in low or "busy" in low:
-        return GalleryLocked(f"the gallery {path} is locked by another program "
-                             f"(waited {timeout:g} s); close the other program or try again")
-    if isinstance(exc, sqlite3.IntegrityError):
-        return GalleryError(f"the gallery {path} refused the change: {text}")
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
-        return GalleryError(f"the gallery {path} is damaged ({text}); restore it from an "
-                            "export or a backup")
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) \
-            and not isinstance(exc, sqlite3.ProgrammingError):
-        return GalleryError(f"the gallery {path} is damaged ({text})")
-    return GalleryError(f"the gallery {path} could not be used: {text}")
-
-
-@contextmanager
-def _translated(path: Path, timeout: float) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise _sqlite_message(path, exc, timeout) from exc
-
-
-# ------------------------------------------------------------------ file inspection
-
-@dataclass
-class _FileState:
-    empty: bool  # nothing in it yet: becomes a new gallery
-    version: int | None = None
-
-
-def _read_header(path: Path) -> tuple[bytes, int]:
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        return f.read(100), st.st_size
-
-
-def _check_header(path: Path, header: bytes, size: int) -> None:
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise GalleryError(f"{path} is not a faceapp gallery: it is not an SQLite "
-                           "database (damaged, or another kind of file)")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        raise GalleryError(f"the gallery {path} is damaged: its header is invalid")
-    if size % page_size:
-        raise GalleryError(f"the gallery {path} is damaged: it is truncated "
-                           f"({size} bytes is not a whole number of {page_size}-byte pages)")
-    pages = int.from_bytes(header[28:32], "big")
-    if header[24:28] == header[92:96] and pages * page_size > size:
-        raise GalleryError(f"the gallery {path} is damaged: it is truncated "
-                           f"({size} of {pages * page_size} bytes)")
-
-
-def _read_meta(db: sqlite_utils.Database, path: Path) -> int | None:
-    """The schema version of a gallery; None for a database with nothing in it.
-    Raises GalleryError for anything that is not a gallery this code can open."""
-    tables = db.table_names()
-    if not tables and not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        user_version = db.execute("PRAGMA user_version").fetchone()[0]
-        if app_id not in (0, SQLITE_APPLICATION_ID) or user_version != 0:
-            # another program's database that has no tables yet: not ours to take
-            raise GalleryError(f"{path} is not a faceapp gallery: it is another program's "
-                               f"SQLite database (application id {app_id}, version "
-                               f"{user_version}, no tables yet)")
-        return None  # a bare SQLite file (or one of ours cut short while it was created)
-    if "meta" not in tables:
-        listed = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
-        raise GalleryError(f"{path} is not a faceapp gallery: it is another program's SQLite "
-                           f"database (tables: {listed or 'none'})")
-    try:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.OperationalError as exc:
-        raise GalleryError(f"{path} is not a faceapp gallery: its meta table is "
-                           f"unreadable ({exc})") from exc
-    if meta.get("app") != APP_ID:
-        raise GalleryError(f"{path} is not a faceapp gallery: it belongs to "
-                           f"{meta.get('app') or 'another program'!r}")
-    try:
-        version = int(meta.get("schema_version", ""))
-    except ValueError:
-        raise GalleryError(f"the gallery {path} is damaged: its schema version "
-                           f"{meta.get('schema_version')!r} is not a number") from None
-    if version > SCHEMA_VERSION:
-        raise GalleryError(f"the gallery {path} was written by a newer faceapp (schema "
-                           f"version {version}; this version reads up to {SCHEMA_VERSION}); "
-                           "update faceapp to open it")
-    if version < 1:
-        raise GalleryError(f"the gallery {path} is damaged: schema version {version}")
-    return version
-
-
-def _inspect(path: Path, timeout: float) -> _FileState:
-    """Look at an existing file without changing it."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return _FileState(empty=True)
-    except OSError as exc:
-        raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise GalleryError(f"{path} is not a file")
-    try:
-        header, size = _read_header(path)
-    except OSError as exc:
-        raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
-    if size == 0:
-        return _FileState(empty=True)
-    _check_header(path, header, size)
-
-    sidecars = [Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal")]
-    quiet = not any(p.exists() for p in sidecars)
-    # A file that no one has open is read as immutable: SQLite then creates no -wal
-    # or -shm beside it. If it changed meanwhile, it is read again the normal way.
-    attempts = [("immutable", "1"), ("mode", "ro")] if quiet else [("mode", "ro")]
-    for n, (key, value) in enumerate(attempts):
-        try:
-            conn = sqlite3.connect(_uri(path, **{key: value}), uri=True, timeout=timeout,
-                                   isolation_level=None)
-        except sqlite3.Error as exc:
-            raise _sqlite_message(path, exc, timeout) from exc
-        try:
-            db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
-            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if check != "ok":
-                raise GalleryError(f"the gallery {path} is damaged ({check}); restore it "
-                                   "from an export or a backup")
-            return _FileState(empty=False, version=_read_meta(db, path))
-        except sqlite3.Error as exc:
-            changed = False
-            try:
-                st2 = os.stat(path)
-                changed = (st2.st_size, st2.st_mtime_ns) != (st.st_size, st.st_mtime_ns) \
-                    or any(p.exists() for p in sidecars)
-            except OSError:
-                pass
-            if n + 1 < len(attempts) and changed:
-                continue
-            raise _sqlite_message(path, exc, timeout) from exc
-        finally:
-            conn.close()
-    raise AssertionError("unreachable")
-
-
-def _tighten_permissions(path: Path) -> None:
-    """An existing gallery (and its -wal and -shm) readable by others becomes
-    owner-only: it holds biometric data. Files of another user, or on a read-only
-    medium, are left as they are."""
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            info = os.stat(file)
-            if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
-                os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
-        except OSError:
-            continue
-
-
-def _backup_path(path: Path, version: int) -> Path:
-    candidate = path.with_name(f"{path.name}.v{version}.bak")
-    n = 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.name}.v{version}.{n}.bak")
-        n += 1
-    return candidate
 
 
 # --------------------------------------------------------------------------- gallery
@@ -1298,8 +954,8 @@ class Gallery:
         def number(value):
             return "" if value is None else f"{value:.6g}"
 
-        for time, name, score, source, reason, nearest, runner_up, second, box in rows:
-            writer.writerow([time, _csv_text(name if name is not None else "unknown"),
+        for when, name, score, source, reason, nearest, runner_up, second, box in rows:
+            writer.writerow([when, _csv_text(name if name is not None else "unknown"),
                              number(score), _csv_text(source), reason,
                              _csv_text(nearest or ""), _csv_text(runner_up or ""),
                              number(second),
@@ -1323,44 +979,3 @@ class Gallery:
 def _csv_text(value: str) -> str:
     # a spreadsheet would run a cell that starts like a formula
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-STALE_TEMP_SECONDS = 3600
-
-
-def _remove_stale_temp_files(folder: Path, name: str) -> None:
-    """Temp files of an earlier write of this file that was killed (SIGKILL, power
-    cut) are removed; a recent one may belong to a write still running elsewhere."""
-    now = time.time()
-    for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
-        try:
-            if now - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
-                leftover.unlink()
-        except OSError:
-            continue
-
-
-def write_private_file(path: Path, data: bytes | Callable[[object], None]) -> None:
-    """Atomically replace path with data, owner-only from the first byte: a 0600 temp
-    file in the same folder, fsync, os.replace, fsync of the folder. data may be a
-    function writing to the open binary file."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    _remove_stale_temp_files(folder, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(folder)

@@ -182,7 +182,9 @@ class ModelPack:
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        # errors come back as exceptions and become messages (run_session): not also
+        # printed in red by onnxruntime
+        options.log_severity_level = 4
         # Spinning worker threads steal the CPU from the other stages on small machines.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:

@@ -1,0 +1,167 @@
+"""What a gallery file holds: the schema, the stored form of a face sample, and the
+migrations from every older version (the only place schema changes live).
+
+Layout (schema version 4)::
+
+    meta(key, value)              app id, schema_version, created, data_version
+    people(id, name, name_key, created, updated, notes)
+    faces(id, person_id -> people ON DELETE CASCADE, crop PNG, landmarks JSON 5x2,
+          quality, source, created, flagged, content_hash)
+          unique (person_id, content_hash): one person holds each crop once
+    embeddings(face_id -> faces ON DELETE CASCADE, model_id, dim, vector f32 blob)
+    events(id, time, person_id -> people ON DELETE SET NULL, score, source,
+           thumbnail JPEG, name, reason, nearest, runner_up, runner_up_score, box)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import sqlite_utils
+
+def encode_crop(crop: np.ndarray) -> bytes:
+    """H x W x 3 uint8 RGB -> PNG bytes (lossless)."""
+    if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 \
+            or crop.shape[2] != 3 or crop.shape[0] < 1 or crop.shape[1] < 1:
+        shape = getattr(crop, "shape", None)
+        dtype = getattr(crop, "dtype", type(crop).__name__)
+        raise ValueError(f"a face crop is an H x W x 3 uint8 RGB array, got {shape} {dtype}")
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]))
+    if not ok:
+        raise ValueError("the face crop could not be encoded as PNG")
+    return png.tobytes()
+
+
+def decode_crop(png: bytes) -> np.ndarray:
+    """PNG bytes -> H x W x 3 uint8 RGB; ValueError if they are not a colour image."""
+    arr = np.frombuffer(png, dtype=np.uint8)
+    bgr = cv2.imdecode(arr, cv2.IMREAD_COLOR) if arr.size else None
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ValueError("the stored face crop is not a readable image")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+# ------------------------------------------------------------------------ schema v4
+
+SCHEMA_VERSION = 4
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE people (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    created  TEXT NOT NULL,
+    updated  TEXT NOT NULL,
+    notes    TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE faces (
+    id        INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    crop      BLOB NOT NULL,
+    landmarks TEXT NOT NULL,
+    quality   REAL NOT NULL,
+    source    TEXT NOT NULL DEFAULT '',
+    created   TEXT NOT NULL,
+    flagged   INTEGER NOT NULL DEFAULT 0 CHECK (flagged IN (0, 1)),
+    content_hash BLOB NOT NULL DEFAULT x''
+);
+CREATE INDEX faces_person ON faces(person_id);
+CREATE UNIQUE INDEX faces_content ON faces(person_id, content_hash);
+CREATE TABLE embeddings (
+    face_id  INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    dim      INTEGER NOT NULL CHECK (dim > 0),
+    vector   BLOB NOT NULL CHECK (length(vector) = 4 * dim),
+    PRIMARY KEY (face_id, model_id)
+);
+CREATE INDEX embeddings_model ON embeddings(model_id);
+CREATE TABLE events (
+    id        INTEGER PRIMARY KEY,
+    time      TEXT NOT NULL,
+    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
+    score     REAL,
+    source    TEXT NOT NULL DEFAULT '',
+    thumbnail BLOB,
+    name      TEXT,
+    reason    TEXT NOT NULL DEFAULT '',
+    nearest   TEXT,
+    runner_up TEXT,
+    runner_up_score REAL,
+    box       TEXT
+);
+CREATE INDEX events_time ON events(time);
+CREATE INDEX events_person ON events(person_id, time);
+CREATE INDEX events_unknown ON events(time) WHERE name IS NULL;
+"""
+
+
+def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
+    """v2: faces can be flagged ("this was not X"), events keep the name at the time."""
+    if "flagged" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0 "
+                   "CHECK (flagged IN (0, 1))")
+    if "name" not in db["events"].columns_dict:
+        db.execute("ALTER TABLE events ADD COLUMN name TEXT")
+    db.execute("UPDATE events SET name = (SELECT people.name FROM people "
+               "WHERE people.id = events.person_id) WHERE name IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS events_unknown ON events(time) WHERE name IS NULL")
+    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('data_version', '0')")
+
+
+_EVENT_DETAIL_COLUMNS = {"reason": "TEXT NOT NULL DEFAULT ''", "nearest": "TEXT",
+                         "runner_up": "TEXT", "runner_up_score": "REAL", "box": "TEXT"}
+
+
+def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
+    """v3: events say why (reason, nearest people) and where (the face's box)."""
+    columns = db["events"].columns_dict
+    for column, kind in _EVENT_DETAIL_COLUMNS.items():
+        if column not in columns:
+            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+    db.execute("UPDATE events SET reason = 'match' WHERE name IS NOT NULL AND reason = ''")
+
+
+def crop_digest(crop: np.ndarray) -> bytes:
+    """A sample's identity: the sha256 of its decoded pixels (and their shape). The
+    same photo imported twice, by whatever path, gives the same crop."""
+    crop = np.ascontiguousarray(crop)
+    return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).digest()
+
+
+def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
+    """v4: a sample's identity is its content; one person holds each crop once,
+    enforced by a unique index (duplicates made by earlier imports are removed)."""
+    if "content_hash" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN content_hash BLOB NOT NULL DEFAULT x''")
+    seen: set[tuple[int, bytes]] = set()
+    for fid, pid, crop in db.execute("SELECT id, person_id, crop FROM faces ORDER BY id"
+                                     ).fetchall():
+        try:
+            digest = crop_digest(decode_crop(crop))
+        except ValueError:  # a damaged crop keeps an identity of its own
+            digest = hashlib.sha256(b"damaged:" + crop).digest()
+        if (pid, digest) in seen:
+            db.execute("DELETE FROM faces WHERE id = ?", [fid])
+            continue
+        seen.add((pid, digest))
+        db.execute("UPDATE faces SET content_hash = ? WHERE id = ?", [digest, fid])
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS faces_content "
+               "ON faces(person_id, content_hash)")
+
+
+# MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
+# transaction with foreign keys off (so a later one may rebuild a table); the
+# foreign keys are checked before the commit.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+]
+assert len(MIGRATIONS) + 1 == SCHEMA_VERSION
