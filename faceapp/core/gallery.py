@@ -244,6 +244,20 @@ def _as_matrix(values, rows: int | None, what: str) -> np.ndarray:
     return arr
 
 
+@contextmanager
+def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception (a killed process
+    leaves the change whole or absent)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 # --------------------------------------------------------------------------- gallery
 
 class Gallery:
@@ -389,18 +403,11 @@ class Gallery:
             if wait is not None:
                 conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
             try:
-                with _translated(self._path, timeout):
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield db
-                        if bump:
-                            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                                         "WHERE key = 'data_version'")
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        raise
+                with _translated(self._path, timeout), _immediate_transaction(conn):
+                    yield db
+                    if bump:
+                        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                                     "WHERE key = 'data_version'")
             finally:
                 if wait is not None:
                     conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
@@ -431,8 +438,7 @@ class Gallery:
 
     def _initialize(self) -> None:
         conn, db = self._require()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate_transaction(conn):
             # another process may have set the file up since it was inspected
             version = _read_meta(db, self._path)
             if version is None:
@@ -447,11 +453,6 @@ class Gallery:
                 ])
                 conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if version is not None and version < SCHEMA_VERSION:
             self._migrate(version)
 
@@ -472,25 +473,20 @@ class Gallery:
                 from exc
         self.last_backup = backup
         conn.execute("PRAGMA foreign_keys = OFF")  # no-op inside a transaction
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            current = _read_meta(db, self._path)  # another process may have migrated it
-            for step in range(current, SCHEMA_VERSION):
-                MIGRATIONS[step - 1](db)
-            bad = conn.execute("PRAGMA foreign_key_check").fetchall()
-            if bad:
-                raise GalleryError(f"the gallery {self._path} could not be upgraded: "
-                                   f"{len(bad)} broken references; it was left at version "
-                                   f"{current}, a copy is at {backup}")
-            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                       [str(SCHEMA_VERSION)])
-            conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            with _immediate_transaction(conn):
+                current = _read_meta(db, self._path)  # another process may have migrated it
+                for step in range(current, SCHEMA_VERSION):
+                    MIGRATIONS[step - 1](db)
+                bad = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if bad:
+                    raise GalleryError(f"the gallery {self._path} could not be upgraded: "
+                                       f"{len(bad)} broken references; it was left at version "
+                                       f"{current}, a copy is at {backup}")
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                           [str(SCHEMA_VERSION)])
+                conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             conn.execute("PRAGMA foreign_keys = ON")
 
