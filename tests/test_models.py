@@ -103,3 +103,37 @@ def test_an_embedder_manifest_needs_its_preprocessing(tmp_path):
         {k: v for k, v in bundled.items() if k != "input"}))
     with pytest.raises(ModelPackError, match="must contain .*input"):
         ModelPack.load(tmp_path)
+
+
+def test_int8_embedders_keep_their_stem_pool_in_fp32_and_their_outputs(tmp_path):
+    """The session option that keeps the stem max-pool off onnxruntime's slow uint8
+    path (models.DISABLED_OPTIMIZERS) must still name a real transformer (a renamed one
+    would be ignored silently) and must not change a single output."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from faceapp.core.models import DISABLED_OPTIMIZERS
+
+    packs = [p for p in available_packs("embedder", include_unlisted=True)
+             if p.has_file("int8")]
+    assert any(p.name == "dlib-resnet-v1" for p in packs)
+    for pack in packs:
+        width, height = pack.manifest["input"]["size"]
+        faces = np.random.default_rng(0).normal(size=(4, 3, height, width)).astype(np.float32)
+        outputs, pools = [], []
+        for disabled in ([], DISABLED_OPTIMIZERS):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.log_severity_level = 3
+            options.optimized_model_filepath = str(tmp_path / f"{pack.name}.onnx")
+            session = ort.InferenceSession(str(pack.file("int8")), options,
+                                           providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=disabled)
+            outputs.append(session.run(None, {session.get_inputs()[0].name: faces})[0])
+            graph = onnx.load(options.optimized_model_filepath).graph
+            pools.append({n.domain for n in graph.node if n.op_type == "MaxPool"})
+        np.testing.assert_array_equal(outputs[0], outputs[1], err_msg=pack.name)
+        if pack.name == "dlib-resnet-v1":
+            assert pools[0] == {""}  # onnxruntime's default: the uint8 pool
+            assert pools[1] == {"com.microsoft.nchwc"}, pools[1]  # fp32, blocked layout
