@@ -61,10 +61,27 @@ def _face_record(path: str, index: int, analyzed, scale: float = 1.0) -> dict:
 
 def _gallery(args):
     from .core.gallery import Gallery
+    from .core.unknowns import purge_expired
 
     path = Path(args.db) if args.db else default_gallery_path()
     ensure_private_dir(path.parent)
-    return Gallery(path)
+    gallery = Gallery(path)
+    try:
+        purge_expired(gallery)  # unknown faces past their retention period
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery
+
+
+def _unknowns(args, gallery):
+    """The gallery's unknown faces for the active model (no inference session)."""
+    from .core.embed import Embedder
+    from .core.unknowns import UnknownFaces
+
+    embedder = Embedder.from_pack(args.model, threads=1)
+    return UnknownFaces(gallery, embedder.model_id, embedder.dim,
+                        embedder.clustering_threshold())
 
 
 def _pipeline(args) -> FacePipeline:
@@ -149,7 +166,11 @@ def cmd_enroll(args) -> int:
         if gallery.find_person(args.name) is None:
             _warn_confusable(gallery, args.name)
         enroller = Enroller(_pipeline(args), gallery)
-        report = enroller.enroll_photos(args.name, args.photos, ProgressBar("enrolling"))
+        samples, report = enroller.prepare_photos(args.photos, ProgressBar("enrolling"))
+        # said before saving; the command line saves anyway (nobody to answer)
+        for message in enroller.review(args.name, samples).messages(args.name):
+            print(f"warning: {message}", file=sys.stderr)
+        enroller.save_reporting(args.name, samples, report)
     _print_report(report)
     print(json.dumps({"person": args.name, "added": report.added,
                       "skipped": len(report.skipped)}))
@@ -217,7 +238,8 @@ def cmd_identify(args) -> int:
                 for frame in source:
                     try:
                         result = recognizer.process(frame.image, source=frame.where,
-                                                    track=source.is_live or not stills)
+                                                    track=source.is_live or not stills,
+                                                    path=frame.path or frame.media)
                     except InferenceError as exc:  # this frame only (a huge photo)
                         print(json.dumps({"frame": frame.index, "path": frame.path,
                                           "error": str(exc)}), flush=True)
@@ -243,6 +265,80 @@ def cmd_identify(args) -> int:
             if recognizer.events.pending:
                 print(f"{len(recognizer.events.pending)} event(s) could not be saved: the "
                       "gallery stayed locked", file=sys.stderr)
+    return 0
+
+
+def _cluster_record(cluster) -> dict:
+    return {"cluster": cluster.id, "size": cluster.size, "ignored": cluster.ignored,
+            "first_seen": cluster.first_seen.isoformat(),
+            "last_seen": cluster.last_seen.isoformat(),
+            "paths": cluster.paths, "sources": cluster.sources[:20]}
+
+
+def cmd_unknowns(args) -> int:
+    from .core.unknowns import retention_days, set_retention_days
+
+    with _gallery(args) as gallery:
+        if args.retention is not None:
+            set_retention_days(gallery, args.retention)
+            print(f"unknown faces are kept {args.retention} day(s)", file=sys.stderr)
+        unknowns = _unknowns(args, gallery)
+        clusters = unknowns.list(include_ignored=args.all)
+        for cluster in clusters:
+            if cluster.size >= args.min_size:
+                print(json.dumps(_cluster_record(cluster)), flush=True)
+        print(f"{sum(c.size for c in clusters)} unknown face(s) in {len(clusters)} "
+              f"cluster(s), kept {retention_days(gallery)} day(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_name_cluster(args) -> int:
+    from .core.enroll import embed_samples
+
+    pipeline = _pipeline(args)
+    with _gallery(args) as gallery:
+        unknowns = _unknowns(args, gallery)
+        existing = gallery.find_person(args.name)
+        if existing is None:
+            _warn_confusable(gallery, args.name)
+        person_id, face_ids, left_out = unknowns.name_cluster(
+            args.cluster, existing.id if existing else args.name,
+            embed=lambda samples: embed_samples(pipeline.embedder, samples))
+        name = gallery.person(person_id).name
+    print(json.dumps({"cluster": args.cluster, "person": name, "added": len(face_ids),
+                      "left_out_for_quality": left_out}))
+    return 0
+
+
+def cmd_ignore_cluster(args) -> int:
+    with _gallery(args) as gallery:
+        _unknowns(args, gallery).ignore_cluster(args.cluster, ignored=not args.undo)
+    print(json.dumps({"cluster": args.cluster, "ignored": not args.undo}))
+    return 0
+
+
+def cmd_scan(args) -> int:
+    from .core.scan import PhotoScanner
+
+    pipeline = _pipeline(args)
+    with _gallery(args) as gallery:
+        recognizer = Recognizer(pipeline, gallery, _point(args), log_events=False)
+        scanner = PhotoScanner(recognizer)
+        report = scanner.scan(args.folder, ProgressBar("scanning"), rescan=args.rescan)
+        for path, reason in report.skipped:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(json.dumps({"files": report.files, "unchanged": report.unchanged,
+                      "faces": report.faces, "known": report.known,
+                      "unknown": report.unknown, "skipped": len(report.skipped)}))
+    return 0
+
+
+def cmd_photos_of(args) -> int:
+    from .core.scan import photos_of
+
+    with _gallery(args) as gallery:
+        for path in photos_of(gallery, _person_id(gallery, args.name)):
+            print(path, flush=True)
     return 0
 
 
@@ -437,6 +533,37 @@ def build_parser() -> argparse.ArgumentParser:
                                 "their samples to them, import them as \"Name (2)\", or "
                                 "leave them out (without it such an import is refused)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("unknowns", help="faces nobody was recognised as, grouped by person "
+                                        "(one JSON object per cluster)")
+    p.add_argument("--all", action="store_true", help="include ignored clusters")
+    p.add_argument("--min-size", type=int, default=1, help="list clusters of at least N faces")
+    p.add_argument("--retention", type=int, metavar="DAYS",
+                   help="keep unknown faces this many days (0: keep none); older ones "
+                        "are deleted now")
+    p.set_defaults(func=cmd_unknowns)
+
+    p = sub.add_parser("name-cluster", help="enroll an unknown cluster's good faces as a "
+                                            "person (new or existing)")
+    p.add_argument("cluster", type=int)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_name_cluster)
+
+    p = sub.add_parser("ignore-cluster", help="stop listing an unknown cluster (a poster, "
+                                              "a TV); its look-alikes keep joining it")
+    p.add_argument("cluster", type=int)
+    p.add_argument("--undo", action="store_true", help="list it again")
+    p.set_defaults(func=cmd_ignore_cluster)
+
+    p = sub.add_parser("scan", help="find every face in a folder of photos (and its "
+                                    "subfolders) and remember which file it is in")
+    p.add_argument("folder")
+    p.add_argument("--rescan", action="store_true", help="also files scanned before")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("photos-of", help="the scanned files a person appears in")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_photos_of)
 
     p = sub.add_parser("reembed", help="embed stored faces for the active model")
     p.set_defaults(func=cmd_reembed)

@@ -544,7 +544,7 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
     with Gallery(path) as g:
         backup = tmp_path / "old.db.v1.bak"
         assert g.last_backup == backup and mode(backup) == 0o600
-        assert g.schema_version() == SCHEMA_VERSION == 4
+        assert g.schema_version() == SCHEMA_VERSION == 5
         assert [(p.name, p.face_count) for p in g.people()] == [("Ada", 2), ("Bob", 1)]
         np.testing.assert_array_equal(g.face_crop(2), crops[1])
         assert [(e.id, e.person_id, e.name) for e in g.events()] == \

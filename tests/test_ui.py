@@ -183,7 +183,7 @@ def test_enroll_then_identify_in_live_video_and_log_events(qtbot, open_window, p
     assert "Alice" in window.live.names_seen
 
     # the log has Alice and an unknown face, with thumbnails
-    window.show_page(3)
+    window.go_to(window.events)
     qtbot.waitUntil(lambda: window.events.loaded and bool(window.events.rows), timeout=WAIT)
     who = {row.who for row in window.events.rows}
     assert {"Alice", None} <= who
@@ -487,7 +487,11 @@ def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
     # half Carol's, and Carol is named Alice. (With all four of Alice's photos the mean
     # template stays Alice's: one wrong sample among many no longer names anybody.)
     enrolled = ALICE[:1]
+    asked = []  # the Enroll page says the two photos differ before saving them
+    monkeypatch.setattr(dialogs, "confirm",
+                        lambda parent, title, text, *a, **k: asked.append(text) or True)
     enroll_photos(qtbot, window, "Alice", photo_paths(photos, enrolled + CAROL))
+    assert len(asked) == 1 and f"{CAROL[0]}.jpg does not look like the other" in asked[0]
     gallery = window.state.gallery
     alice = gallery.find_person("Alice").id
     wrong = next(f.id for f in gallery.faces(alice) if CAROL[0] in f.source)
@@ -495,7 +499,7 @@ def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
     assert [o.label for o in run_live(qtbot, window, str(carol))[-1]] == ["Alice"]
 
     page = window.events
-    window.show_page(3)
+    window.go_to(window.events)
     qtbot.waitUntil(lambda: page.loaded and len(page.rows) == 1, timeout=WAIT)
     assert not page.not_button.isEnabled()  # nothing selected
     page.table.selectRow(0)
@@ -634,7 +638,7 @@ def test_damaged_models_show_a_message_and_the_gallery_still_works(qtbot, tmp_pa
     wait_idle(qtbot)
     assert window.state.has_gallery and not window.state.is_ready
     assert not window.enroll.photos_button.isEnabled()
-    window.show_page(3)
+    window.go_to(window.events)
     wait_idle(qtbot)
     assert window.events.loaded
 
@@ -708,7 +712,7 @@ def test_screenshots_of_every_page(qtbot, open_window, photos, tmp_path):
 
     window.show_page(2)
     qtbot.waitUntil(lambda: window.people.samples.count() > 0, timeout=WAIT)
-    window.show_page(3)
+    window.go_to(window.events)
     qtbot.waitUntil(lambda: window.events.loaded, timeout=WAIT)
     wait_idle(qtbot)
     named = [r for r, row in enumerate(window.events.rows) if row.who]
@@ -779,3 +783,101 @@ def test_a_confusable_new_name_is_asked_about(qtbot, open_window, photos, monkey
     wait_idle(qtbot)
     assert len(asked) == 1 and "looks like 'Alice'" in asked[0]
     assert people(window) == {"Alice": 1}
+
+
+def test_unknown_people_page_groups_live_strangers_and_names_them(qtbot, open_window,
+                                                                  shared_data, tmp_path):
+    """Two LFW people never enrolled pass in front of the camera (a folder played on
+    Live); the Unknown people page shows a group per person; naming one enrolls it."""
+    window = open_window()
+    lfw = shared_data / "lfw" / "images"
+    folder = tmp_path / "door"
+    folder.mkdir()
+    for name in ("Bob_Hope", "Ann_Veneman"):
+        for photo in sorted((lfw / name).iterdir())[:4]:
+            (folder / photo.name).symlink_to(photo)
+    run_live(qtbot, window, str(folder))
+    page = window.unknowns
+    window.go_to(page)
+    page.refresh()
+    qtbot.waitUntil(lambda: page.clusters.count() >= 2, timeout=WAIT)
+    wait_idle(qtbot)
+    sizes = [c.cluster.size for c in page.cards.values()]
+    assert sorted(sizes, reverse=True)[:2] == [4, 4] or sum(sizes) == 8, sizes
+    biggest = max(page.cards.values(), key=lambda c: c.cluster.size).cluster
+    page.select_cluster(biggest.id)
+    qtbot.waitUntil(lambda: page.faces.count() == biggest.size, timeout=WAIT)
+    who = {Path(p).stem.rsplit("_", 1)[0] for p in biggest.paths}
+    assert len(who) == 1  # one person per group
+    # split off one face, then put a name on the rest
+    page.faces.item(0).setSelected(True)
+    assert page.split_button.isEnabled()
+    page.split_selected()
+    wait_idle(qtbot)
+    qtbot.waitUntil(lambda: page.selected_id is not None and page.faces.count() == 1,
+                    timeout=WAIT)
+    page.select_cluster(biggest.id)
+    qtbot.waitUntil(lambda: page.faces.count() == biggest.size - 1, timeout=WAIT)
+    page.name_selected("Visitor")
+    wait_idle(qtbot)
+    qtbot.waitUntil(lambda: "Visitor" in people(window), timeout=WAIT)
+    assert people(window)["Visitor"] == biggest.size - 1
+    qtbot.waitUntil(lambda: biggest.id not in page.cards, timeout=WAIT)
+
+
+def test_enrolling_someone_already_there_offers_to_add_to_them(qtbot, open_window, photos,
+                                                              monkeypatch):
+    window = open_window()
+    enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
+    asked = []
+
+    def answer(parent, title, text, buttons):
+        asked.append((text, buttons))
+        return 0  # "Add to Bob"
+
+    monkeypatch.setattr(dialogs, "ask_choice", answer)
+    report = enroll_photos(qtbot, window, "Robert", photo_paths(photos, ROBERT))
+    assert len(asked) == 1 and "look like Bob" in asked[0][0]
+    assert asked[0][1] == ["Add to Bob", "Create Robert", "Cancel"]
+    assert people(window) == {"Bob": len(BOB) + len(ROBERT)} and report.added == 1
+    # cancelling saves nothing
+    monkeypatch.setattr(dialogs, "ask_choice", lambda *a: 2)
+    report = enroll_photos(qtbot, window, "Roberto", photo_paths(photos, BOB[1:]))
+    assert report.cancelled and people(window) == {"Bob": len(BOB) + len(ROBERT)}
+
+
+def test_a_person_page_adds_photos_sorts_samples_and_keeps_the_chosen_portrait(
+        qtbot, open_window, photos, monkeypatch):
+    window = open_window()
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE[:2]))
+    page = window.people
+    window.show_page(2)
+    qtbot.waitUntil(lambda: page.selected_id is not None and page.samples.count() == 2,
+                    timeout=WAIT)
+    gallery = window.state.gallery
+    alice = gallery.find_person("Alice").id
+    qualities = {f.id: f.quality for f in gallery.faces(alice)}
+    shown = [page.samples.item(i).data(FACE_ID) for i in range(page.samples.count())]
+    assert shown == sorted(qualities, key=lambda f: -qualities[f])
+    # more photos of her: saved without a question; Carol's photo is pointed out first
+    asked = []
+    monkeypatch.setattr(dialogs, "confirm",
+                        lambda parent, title, text, *a, **k: asked.append(text) or False)
+    page.add_photos(photo_paths(photos, CAROL))
+    wait_idle(qtbot)
+    assert len(asked) == 1 and "do not look like the Alice" in asked[0]
+    assert people(window) == {"Alice": 2}
+    page.add_photos(photo_paths(photos, ALICE[2:3]))
+    wait_idle(qtbot)
+    assert len(asked) == 1 and people(window) == {"Alice": 3}
+    # the portrait is the chosen sample, not the best one, from now on
+    qtbot.waitUntil(lambda: page.samples.count() == 3, timeout=WAIT)
+    worst = page.samples.item(2)
+    chosen = worst.data(FACE_ID)
+    assert gallery.portrait(alice) != chosen  # the best sample, until one is chosen
+    page.samples.clearSelection()
+    worst.setSelected(True)
+    assert page.portrait_button.isEnabled()
+    page.use_as_portrait()
+    wait_idle(qtbot)
+    assert gallery.portrait(alice) == chosen

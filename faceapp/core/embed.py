@@ -84,6 +84,14 @@ class Embedder:
         decisions use calibration())."""
         return operating_threshold(self.pack, self.variant, far, self.flip)
 
+    def clustering_threshold(self) -> float:
+        """The average-linkage cosine at which unknown faces group into one person
+        (core/clustering.py), measured for this variant by `python -m trainer
+        clustering`; packs without it use the pairwise threshold at FAR 1e-4."""
+        key = self.variant + ("+flip" if self.flip else "")
+        entry = self.pack.manifest.get("clustering", {}).get(key)
+        return float(entry["threshold"]) if entry else self.threshold(1e-4)
+
     def calibration(self):
         """This variant's 1:N operating points (faceapp/core/operating.py)."""
         from .operating import Calibration

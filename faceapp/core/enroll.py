@@ -40,6 +40,35 @@ class PreparedSample:
 
 
 @dataclass
+class EnrollAdvice:
+    """What a person should hear before photos are saved."""
+    # the new person's photos match someone already enrolled: (id, name, score)
+    looks_like: tuple[int, str, float] | None = None
+    # adding to someone enrolled: their photos would not be named as them (best score)
+    unlike_person: float | None = None
+    # photos that do not look like the others given with them: (source, mean cosine)
+    outliers: list[tuple[str, float]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.looks_like is not None or self.unlike_person is not None \
+            or bool(self.outliers)
+
+    def messages(self, name: str) -> list[str]:
+        out = []
+        if self.looks_like is not None:
+            _, other, score = self.looks_like
+            out.append(f"These photos look like {other} ({score:.2f}), already enrolled: "
+                       f"add them to {other} instead?")
+        if self.unlike_person is not None:
+            out.append(f"These photos do not look like the {name} already enrolled (best "
+                       f"score {self.unlike_person:.2f}): are they of someone else?")
+        for source, score in self.outliers:
+            out.append(f"{Path(source).name} does not look like the other photos given for "
+                       f"{name} ({score:.2f})")
+        return out
+
+
+@dataclass
 class ImportReport:
     people: dict[str, int] = field(default_factory=dict)  # name -> samples added
     folders: dict[str, str] = field(default_factory=dict)  # name -> the folder it came from
@@ -111,6 +140,80 @@ class Enroller:
         except (MemoryError, InferenceError) as exc:  # this photo only: the batch goes on
             raise EnrollError(f"could not be processed ({exc or 'out of memory'})") from None
 
+    def review(self, person: str | int, samples: list[PreparedSample],
+               point: str = "balanced") -> EnrollAdvice:
+        """Before saving: do a new person's photos match someone enrolled, do photos
+        for an enrolled person match them, and do the photos match each other? The
+        answers use the gallery's identification rule at `point` (a decision a
+        person would see in Live) and the pairwise threshold at FAR 1e-3."""
+        from .identify import Identifier
+
+        advice = EnrollAdvice()
+        if not samples:
+            return advice
+        vectors = embed_samples(self.embedder, samples)
+        if len(samples) >= 3:
+            same = vectors @ vectors.T
+            mean_to_others = (same.sum(axis=1) - 1.0) / (len(samples) - 1)
+            cutoff = self.embedder.threshold(1e-3)
+            advice.outliers = [(s.source, float(score)) for s, score
+                               in zip(samples, mean_to_others) if score < cutoff]
+        elif len(samples) == 2 and float(vectors[0] @ vectors[1]) < self.embedder.threshold(1e-3):
+            score = float(vectors[0] @ vectors[1])
+            advice.outliers = [(samples[1].source, score)]
+        model = self.embedder.model_id
+        face_ids, person_ids, matrix = self.gallery.embeddings(model)
+        if not len(face_ids):
+            return advice
+        identifier = Identifier(self.embedder.dim, self.embedder.calibration(), point)
+        identifier.replace(face_ids, person_ids, matrix)
+        existing = person if isinstance(person, int) else (
+            p.id if (p := self.gallery.find_person(person)) else None)
+        odd = {source for source, _ in advice.outliers}
+        keep = [i for i, s in enumerate(samples) if s.source not in odd] \
+            or list(range(len(samples)))
+        probe = vectors[keep].mean(axis=0)
+        probe /= max(float(np.linalg.norm(probe)), 1e-12)
+        decision = identifier.identify(probe[None])[0]
+        if existing is None:
+            if decision.known:
+                name = self.gallery.person(decision.person_id).name
+                advice.looks_like = (decision.person_id, name, float(decision.score))
+        elif decision.person_id != existing:
+            ranked = identifier.index.search(probe[None], k=identifier.index.person_count)[0]
+            own = [m.score for m in ranked if m.person_id == existing]
+            advice.unlike_person = float(own[0]) if own else float("nan")
+        return advice
+
+    def prepare_photos(self, paths, progress: Progress | None = None,
+                       cancelled: Cancelled | None = None
+                       ) -> tuple[list[PreparedSample], ImportReport]:
+        """Check and align photos of one person, without saving them."""
+        report = ImportReport()
+        samples = []
+        paths = [Path(p) for p in paths]
+        for done, path in enumerate(paths):
+            if cancelled and cancelled():
+                report.cancelled = True
+                return samples, report
+            if progress:
+                progress(done, len(paths), str(path))
+            try:
+                samples.append(self.prepare_file(path))
+            except EnrollError as exc:
+                report.skipped.append((str(path), str(exc)))
+        return samples, report
+
+    def save_reporting(self, person: str | int, samples: list[PreparedSample],
+                       report: ImportReport) -> ImportReport:
+        """Save prepared samples, adding what was saved to the report."""
+        if samples:
+            try:
+                self._save_reporting(person, samples, report)
+            except (MemoryError, InferenceError) as exc:
+                raise EnrollError(f"the photos could not be saved ({exc})") from None
+        return report
+
     def save(self, person: str | int, samples: list[PreparedSample]) -> tuple[int, list[int]]:
         """Store samples for a person (created if new) in one transaction."""
         from .gallery import FaceSample
@@ -122,24 +225,10 @@ class Enroller:
 
     def enroll_photos(self, person: str | int, paths, progress: Progress | None = None,
                       cancelled: Cancelled | None = None) -> ImportReport:
-        report = ImportReport()
-        samples = []
-        paths = [Path(p) for p in paths]
-        for done, path in enumerate(paths):
-            if cancelled and cancelled():
-                report.cancelled = True
-                return report
-            if progress:
-                progress(done, len(paths), str(path))
-            try:
-                samples.append(self.prepare_file(path))
-            except EnrollError as exc:
-                report.skipped.append((str(path), str(exc)))
-        if samples:
-            try:
-                self._save_reporting(person, samples, report)
-            except (MemoryError, InferenceError) as exc:
-                raise EnrollError(f"the photos could not be saved ({exc})") from None
+        samples, report = self.prepare_photos(paths, progress, cancelled)
+        if report.cancelled:
+            return report
+        self.save_reporting(person, samples, report)
         if progress:
             progress(len(paths), len(paths), "")
         return report

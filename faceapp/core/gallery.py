@@ -581,6 +581,7 @@ class Gallery:
                        "(SELECT content_hash FROM faces WHERE person_id = ?)", [absorb, keep])
             db.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", [keep, absorb])
             db.execute("UPDATE events SET person_id = ? WHERE person_id = ?", [keep, absorb])
+            db.execute("UPDATE sightings SET person_id = ? WHERE person_id = ?", [keep, absorb])
             notes = [r[0] for r in db.execute(
                 "SELECT notes FROM people WHERE id IN (?, ?) ORDER BY id = ? DESC",
                 [keep, absorb, keep])]
@@ -608,6 +609,31 @@ class Gallery:
             db["people"].delete(pid)
         self._checkpoint()
         return gone
+
+    def set_portrait(self, person_id: int, face_id: int | None) -> None:
+        """The sample shown for this person (None: their best-quality one)."""
+        with self._write(bump=False) as db:
+            pid = self._require_person(db, person_id)
+            if face_id is not None:
+                fid = self._require_face(db, face_id)
+                owner = db.execute("SELECT person_id FROM faces WHERE id = ?", [fid]).fetchone()
+                if owner[0] != pid:
+                    raise ValueError(f"sample {fid} is not one of this person's")
+                face_id = fid
+            db.execute("UPDATE people SET portrait_id = ? WHERE id = ?", [face_id, pid])
+
+    def portrait(self, person_id: int) -> int | None:
+        """The sample chosen to show this person, or their best unflagged one."""
+        pid = _check_id(person_id, "person")
+        with self._read() as db:
+            row = db.execute("SELECT portrait_id FROM people WHERE id = ?", [pid]).fetchone()
+            if row is None:
+                raise NotFound(f"no person with id {pid}")
+            if row[0] is not None:
+                return row[0]
+            best = db.execute("SELECT id FROM faces WHERE person_id = ? "
+                              "ORDER BY flagged, quality DESC, id LIMIT 1", [pid]).fetchone()
+        return best[0] if best else None
 
     def _checkpoint(self) -> None:
         """Move what the WAL holds into the file (secure_delete zeroes freed pages

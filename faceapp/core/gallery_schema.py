@@ -1,16 +1,28 @@
 """What a gallery file holds: the schema, the stored form of a face sample, and the
 migrations from every older version (the only place schema changes live).
 
-Layout (schema version 4)::
+Layout (schema version 5)::
 
     meta(key, value)              app id, schema_version, created, data_version
-    people(id, name, name_key, created, updated, notes)
+    people(id, name, name_key, created, updated, notes,
+           portrait_id -> faces ON DELETE SET NULL: the sample shown for them)
     faces(id, person_id -> people ON DELETE CASCADE, crop PNG, landmarks JSON 5x2,
           quality, source, created, flagged, content_hash)
           unique (person_id, content_hash): one person holds each crop once
     embeddings(face_id -> faces ON DELETE CASCADE, model_id, dim, vector f32 blob)
     events(id, time, person_id -> people ON DELETE SET NULL, score, source,
            thumbnail JPEG, name, reason, nearest, runner_up, runner_up_score, box)
+    unknown_clusters(id, created, ignored)
+    unknown_faces(id, cluster_id -> unknown_clusters ON DELETE CASCADE, seen, source,
+                  path, box, crop JPEG, landmarks, quality, enrollable, model_id,
+                  dim, vector, content_hash UNIQUE)
+          faces nobody was recognised as, kept for the retention period
+          (meta unknown_retention_days) so they can be grouped and named
+    sightings(id, path, person_id -> people ON DELETE CASCADE,
+              unknown_id -> unknown_faces ON DELETE CASCADE, box, score, scanned)
+          which file each face found by `scan` came from; exactly one of
+          person_id / unknown_id is set
+    scanned_files(path, size, mtime, faces, scanned)   a re-scan skips what it saw
 """
 
 from __future__ import annotations
@@ -44,9 +56,56 @@ def decode_crop(png: bytes) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-# ------------------------------------------------------------------------ schema v4
+# ------------------------------------------------------------------------ schema v5
 
-SCHEMA_VERSION = 4
+_UNKNOWNS_SCHEMA = """
+CREATE TABLE unknown_clusters (
+    id      INTEGER PRIMARY KEY,
+    created TEXT NOT NULL,
+    ignored INTEGER NOT NULL DEFAULT 0 CHECK (ignored IN (0, 1))
+);
+CREATE TABLE unknown_faces (
+    id         INTEGER PRIMARY KEY,
+    cluster_id INTEGER NOT NULL REFERENCES unknown_clusters(id) ON DELETE CASCADE,
+    seen       TEXT NOT NULL,
+    source     TEXT NOT NULL DEFAULT '',
+    path       TEXT,
+    box        TEXT,
+    crop       BLOB NOT NULL,
+    landmarks  TEXT NOT NULL,
+    quality    REAL NOT NULL,
+    enrollable INTEGER NOT NULL DEFAULT 0 CHECK (enrollable IN (0, 1)),
+    model_id   TEXT NOT NULL,
+    dim        INTEGER NOT NULL CHECK (dim > 0),
+    vector     BLOB NOT NULL CHECK (length(vector) = 4 * dim),
+    content_hash BLOB NOT NULL UNIQUE
+);
+CREATE INDEX unknown_faces_seen ON unknown_faces(seen);
+CREATE INDEX unknown_faces_cluster ON unknown_faces(cluster_id);
+CREATE TABLE sightings (
+    id         INTEGER PRIMARY KEY,
+    path       TEXT NOT NULL,
+    person_id  INTEGER REFERENCES people(id) ON DELETE CASCADE,
+    unknown_id INTEGER REFERENCES unknown_faces(id) ON DELETE CASCADE,
+    box        TEXT NOT NULL,
+    score      REAL,
+    scanned    TEXT NOT NULL,
+    CHECK ((person_id IS NULL) <> (unknown_id IS NULL))
+);
+CREATE INDEX sightings_path ON sightings(path);
+CREATE INDEX sightings_person ON sightings(person_id) WHERE person_id IS NOT NULL;
+CREATE INDEX sightings_unknown ON sightings(unknown_id) WHERE unknown_id IS NOT NULL;
+CREATE TABLE scanned_files (
+    path    TEXT PRIMARY KEY,
+    size    INTEGER NOT NULL,
+    mtime   REAL NOT NULL,
+    faces   INTEGER NOT NULL,
+    scanned TEXT NOT NULL
+);
+"""
+
+SCHEMA_VERSION = 5
+DEFAULT_UNKNOWN_RETENTION_DAYS = 30
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -59,7 +118,8 @@ CREATE TABLE people (
     name_key TEXT NOT NULL UNIQUE,
     created  TEXT NOT NULL,
     updated  TEXT NOT NULL,
-    notes    TEXT NOT NULL DEFAULT ''
+    notes    TEXT NOT NULL DEFAULT '',
+    portrait_id INTEGER REFERENCES faces(id) ON DELETE SET NULL
 );
 CREATE TABLE faces (
     id        INTEGER PRIMARY KEY,
@@ -99,7 +159,7 @@ CREATE TABLE events (
 CREATE INDEX events_time ON events(time);
 CREATE INDEX events_person ON events(person_id, time);
 CREATE INDEX events_unknown ON events(time) WHERE name IS NULL;
-"""
+""" + _UNKNOWNS_SCHEMA
 
 
 def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
@@ -156,6 +216,17 @@ def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
                "ON faces(person_id, content_hash)")
 
 
+def _migrate_4_to_5(db: sqlite_utils.Database) -> None:
+    """v5: unknown faces, their clusters, where `scan` saw each face, and the
+    portrait a person chose among their samples."""
+    if "portrait_id" not in db["people"].columns_dict:
+        db.execute("ALTER TABLE people ADD COLUMN portrait_id INTEGER "
+                   "REFERENCES faces(id) ON DELETE SET NULL")
+    for statement in _UNKNOWNS_SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 # MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
 # transaction with foreign keys off (so a later one may rebuild a table); the
 # foreign keys are checked before the commit.
@@ -163,5 +234,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 ]
 assert len(MIGRATIONS) + 1 == SCHEMA_VERSION

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from .align import align_face, align_faces
+from .align import align_face, align_faces, storage_crop
 from .detect import Face, MTCNNDetector
 from .embed import Embedder
 from .imageio import as_rgb8
@@ -23,7 +23,12 @@ from .gallery import EventDetails, NotFound
 from .identify import POOR_QUALITY, TRACK_VOTE, Decision, Identifier
 from .models import ModelPack
 from .operating import OperatingPoint
-from .quality import RECOGNITION, Quality, QualityPolicy, assess
+from .quality import ENROLLMENT, RECOGNITION, Quality, QualityPolicy, assess
+from .unknowns import UnknownFace, UnknownFaces, retention_days
+
+# Decisions whose face is kept as an unknown face (poor-quality faces are not; an
+# ambiguous face is near two enrolled people, so it is probably one of them).
+KEPT_AS_UNKNOWN = ("below threshold", "no gallery")
 
 DEFAULT_DETECTOR = "mtcnn-v1"
 DEFAULT_EMBEDDER = "dlib-resnet-v1"
@@ -118,6 +123,7 @@ class RecognizedFace:
     decision: Decision
     quality: Quality | None
     fresh: bool  # embedded in this frame (else the track's identity was carried over)
+    embedding: np.ndarray | None = None  # the track's latest look (unit length)
 
 
 @dataclass
@@ -166,17 +172,19 @@ class Tracker:
 
 
 class EventWriter:
-    """Writes events without ever stopping recognition: while another program holds
-    the gallery's write lock, events wait in memory (the newest MAX_PENDING) and are
-    written when it is free, retrying with a growing pause (1 s up to RETRY_MAX)."""
+    """Writes events (and unknown faces) without ever stopping recognition: while
+    another program holds the gallery's write lock, they wait in memory (the newest
+    MAX_PENDING) and are written when it is free, retrying with a growing pause (1 s
+    up to RETRY_MAX)."""
 
     MAX_PENDING = 2000
     WAIT = 0.5  # seconds one try waits for the lock (recognition is waiting too)
     RETRY_MAX = 30.0
 
-    def __init__(self, gallery):
+    def __init__(self, gallery, unknowns: UnknownFaces | None = None):
         self.gallery = gallery
-        self.pending: list[tuple] = []
+        self.unknowns = unknowns
+        self.pending: list = []  # event tuples and UnknownFace objects, in order
         self.dropped = 0  # past MAX_PENDING while locked
         self.locked_since: float | None = None  # monotonic time; None: saving normally
         self._retry_at = 0.0
@@ -187,7 +195,14 @@ class EventWriter:
         return self.locked_since is not None
 
     def add(self, *event) -> None:
-        self.pending.append(event)
+        self._queue(event)
+
+    def keep(self, face: UnknownFace) -> None:
+        """Keep an unknown face (in order with the events)."""
+        self._queue(face)
+
+    def _queue(self, item) -> None:
+        self.pending.append(item)
         if len(self.pending) > self.MAX_PENDING:
             del self.pending[0]
             self.dropped += 1
@@ -204,6 +219,14 @@ class EventWriter:
             return
         try:
             while self.pending:
+                if isinstance(self.pending[0], UnknownFace):
+                    if self.unknowns is not None:
+                        try:
+                            self.unknowns.add([self.pending[0]])
+                        except ValueError:  # a face that cannot be kept is dropped
+                            self.dropped += 1
+                    self.pending.pop(0)
+                    continue
                 person_id, score, source, thumbnail, details = self.pending[0]
                 try:
                     self.gallery.add_event(person_id, score, source, thumbnail,
@@ -228,7 +251,7 @@ class Recognizer:
                  point: OperatingPoint | str | float | None = None,
                  quality_policy: QualityPolicy = RECOGNITION, reembed_every: int = 10,
                  confident_votes: int = 3, log_events: bool = True,
-                 keep_thumbnails: bool = True):
+                 keep_thumbnails: bool = True, keep_unknowns: bool = True):
         self.pipeline = pipeline
         self.gallery = gallery
         self.quality_policy = quality_policy
@@ -244,7 +267,15 @@ class Recognizer:
                                      point)
         self._index_version = None
         self.names: dict[int, str] = {}  # person id -> name, as of the index
-        self.events = EventWriter(gallery)
+        # faces nobody was recognised as are kept (and grouped) while the gallery's
+        # retention period is above 0 days
+        self.unknowns = None
+        if keep_unknowns and not getattr(gallery, "read_only", False) \
+                and retention_days(gallery) > 0:
+            embedder = pipeline.embedder
+            self.unknowns = UnknownFaces(gallery, embedder.model_id, embedder.dim,
+                                         embedder.clustering_threshold())
+        self.events = EventWriter(gallery, self.unknowns)
         self._frame_no = 0
         self._last_frame = None  # whole-frame thumbnail, to notice cuts
         self.refresh_index()
@@ -296,7 +327,9 @@ class Recognizer:
         previous, self._last_frame = self._last_frame, frame
         return previous is not None and similarity(previous, frame) < SCENE_CUT
 
-    def process(self, image: np.ndarray, source: str = "", track: bool = True) -> FrameResult:
+    def process(self, image: np.ndarray, source: str = "", track: bool = True,
+                path: str | None = None) -> FrameResult:
+        """source: where the frame is, in words (events); path: the file it came from."""
         timings = {}
         started = time.perf_counter()
         image = as_rgb8(image)
@@ -362,13 +395,15 @@ class Recognizer:
 
         embedded_now = {id(t) for t in todo}
         results = [RecognizedFace(t.track_id, t.face, t.decision, t.quality,
-                                  fresh=id(t) in embedded_now) for t in tracks]
+                                  fresh=id(t) in embedded_now, embedding=t.reference)
+                   for t in tracks]
         if self.log_events:
-            self._log(image, tracks, source, settle=track)
+            self._log(image, tracks, source, settle=track, path=path)
         timings["total"] = (time.perf_counter() - started) * 1000
         return FrameResult(results, timings)
 
-    def _log(self, image: np.ndarray, tracks: list[Track], source: str, settle: bool) -> None:
+    def _log(self, image: np.ndarray, tracks: list[Track], source: str, settle: bool,
+             path: str | None = None) -> None:
         """One event per track and identity: when it is decided, and when it changes.
         In video an unknown face is logged once a second look confirms it."""
         for t in tracks:
@@ -388,3 +423,18 @@ class Recognizer:
                 reason=d.reason, nearest_id=d.nearest_id, runner_up_id=d.runner_up_id,
                 runner_up_score=d.runner_up, box=tuple(float(v) for v in t.face.box)))
             t.logged_person = t.decision.person_id
+            if self.unknowns is not None and d.reason in KEPT_AS_UNKNOWN \
+                    and t.reference is not None:
+                self.events.keep(self.unknown_face(image, t.face, t.quality, t.reference,
+                                                   source, path))
+
+    def unknown_face(self, image: np.ndarray, face: Face, quality: Quality | None,
+                     vector: np.ndarray, source: str, path: str | None) -> UnknownFace:
+        """A face as an unknown face to keep: its canvas and its embedding."""
+        canvas, landmarks = storage_crop(image, face.landmarks)
+        model_crop = align_face(image, face.landmarks, self.pipeline.embedder.template)
+        return UnknownFace(
+            crop=canvas, landmarks=landmarks, vector=vector,
+            quality=quality.score if quality else 0.0,
+            enrollable=assess(face, model_crop, ENROLLMENT).ok,
+            source=source, path=path, box=tuple(float(v) for v in face.box))

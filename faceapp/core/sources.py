@@ -812,6 +812,10 @@ class ImageFolderSource(_ImageListSource):
         super().__init__(f"{self.path.name or self.path}/", fps)
         self.recursive = bool(recursive)
 
+    def list_images(self) -> tuple[list[Path], list[tuple[Path, str]]]:
+        """(image files in order, (other file, why it is skipped)) without decoding."""
+        return self._list()
+
     def _list(self) -> tuple[list[Path], list[tuple[Path, str]]]:
         root = self.path
         if not root.exists():

@@ -41,6 +41,20 @@ def confirm_with_option(parent: QWidget, title: str, text: str, action: str, opt
     return box.clickedButton() is yes, tick.isChecked()
 
 
+def ask_choice(parent: QWidget, title: str, text: str, buttons: list[str]) -> int | None:
+    """The index of the button pressed (the last one is the escape button); None if
+    the box was closed."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
+    made = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole if i < len(buttons) - 1
+                          else QMessageBox.ButtonRole.RejectRole)
+            for i, label in enumerate(buttons)]
+    box.setDefaultButton(made[0])
+    box.setEscapeButton(made[-1])
+    box.exec()
+    clicked = box.clickedButton()
+    return made.index(clicked) if clicked in made else None
+
+
 def ask_text(parent: QWidget, title: str, label: str, text: str = "") -> str | None:
     value, ok = QInputDialog.getText(parent, title, label, QLineEdit.EchoMode.Normal, text)
     value = value.strip()

@@ -200,10 +200,43 @@ class EnrollPage(QWidget):
         if not paths:
             return
         enroller = self.state.enroller
-        self._start_import(
-            lambda job: enroller.enroll_photos(name, paths, progress=job.report,
-                                               cancelled=job.cancelled),
-            f"Importing {len(paths)} photo(s) of {name}")
+
+        def check(job):
+            samples, report = enroller.prepare_photos(paths, progress=job.report,
+                                                      cancelled=job.cancelled)
+            advice = enroller.review(name, samples) if not report.cancelled else None
+            return samples, report, advice
+
+        self._start_import(check, f"Checking {len(paths)} photo(s) of {name}",
+                           on_done=lambda result: self._checked(name, *result))
+
+    def _checked(self, name: str, samples, report: ImportReport, advice) -> None:
+        """Photos checked: say what looks wrong, then save where the person says."""
+        if report.cancelled or not samples:
+            self._import_done(report)
+            return
+        person = name
+        if advice:
+            person = self.ask_advice(name, advice)
+            if person is None:
+                report.cancelled = True
+                self._import_done(report)
+                return
+        enroller = self.state.enroller
+        self._start_import(lambda job: enroller.save_reporting(person, samples, report),
+                           f"Saving {len(samples)} photo(s) of "
+                           f"{person if isinstance(person, str) else name}", follows=True)
+
+    def ask_advice(self, name: str, advice) -> str | int | None:
+        """Where the photos go (a name, or an enrolled person's id); None: not saved."""
+        text = "\n\n".join(advice.messages(name))
+        if advice.looks_like is not None:
+            person_id, other, _score = advice.looks_like
+            choice = dialogs.ask_choice(self, "Someone already enrolled?", text,
+                                        [f"Add to {other}", f"Create {name}", "Cancel"])
+            return {0: person_id, 1: name}.get(choice)
+        return name if dialogs.confirm(self, "Check these photos", text, "Save anyway") \
+            else None
 
     def _confirm_new_name(self, name: str) -> bool:
         """A new name that looks like someone already here ("Аlice" with a Cyrillic А
@@ -233,8 +266,9 @@ class EnrollPage(QWidget):
                                                cancelled=job.cancelled),
             f"Importing {Path(root).name}")
 
-    def _start_import(self, work, title: str) -> None:
-        if not self.state.is_ready or self.importing:
+    def _start_import(self, work, title: str, on_done=None, follows: bool = False) -> None:
+        """follows: the next step of the import running now (it is ending)."""
+        if not self.state.is_ready or (self.importing and not follows):
             return
         self.last_report = None
         self.skipped.clear()
@@ -243,9 +277,9 @@ class EnrollPage(QWidget):
         self.progress.setRange(0, 0)  # busy until the first progress report
         job = Job(work, title)
         job.progress.connect(self._import_progress)
-        job.succeeded.connect(self._import_done)
+        job.succeeded.connect(on_done or self._import_done)
         job.failed.connect(self._import_failed)
-        job.finished.connect(self._import_finished)
+        job.finished.connect(lambda: self._import_finished(job))
         self.import_job = job
         self._update_buttons()
         job.start(self.state.pool)
@@ -278,7 +312,9 @@ class EnrollPage(QWidget):
         self.state.error.emit(f"The import stopped: {text}")
         self.state.gallery_changed.emit()  # people finished before the error were saved
 
-    def _import_finished(self) -> None:
+    def _import_finished(self, job: Job) -> None:
+        if job is not self.import_job:
+            return  # an earlier step of an import that goes on
         self.import_job = None
         if self.progress.maximum() == 0:  # never reported: no bar left spinning
             self.progress.setRange(0, 1)

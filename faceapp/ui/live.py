@@ -89,7 +89,8 @@ class RecognizeAnalyzer:
         if current.point is not None and current.point != self.recognizer.identifier.point:
             self.recognizer.set_point(current.point)
         self.recognizer.keep_thumbnails = current.keep_thumbnails
-        result = self.recognizer.process(frame.image, source=frame.where, track=track)
+        result = self.recognizer.process(frame.image, source=frame.where, track=track,
+                                         path=frame.path or frame.media)
         overlays = []
         for found in result.faces:
             decision = found.decision

@@ -20,11 +20,13 @@ from .people_page import PeoplePage
 from .settings import AppSettings
 from .settings_page import SettingsPage
 from .state import AppState
+from .unknowns_page import UnknownsPage
 from .widgets import Banner
 
 SHORTCUTS = """
 <table cellspacing=4>
-<tr><td><b>Ctrl+1 … Ctrl+5</b></td><td>Live, Enroll, People, Events, Settings</td></tr>
+<tr><td><b>Ctrl+1 … Ctrl+6</b></td><td>Live, Enroll, People, Unknown people, Events,
+Settings</td></tr>
 <tr><td><b>Space</b></td><td>start / stop the video (Live page)</td></tr>
 <tr><td><b>Ctrl+I</b></td><td>import photos of a person</td></tr>
 <tr><td><b>Ctrl+Shift+I</b></td><td>import a folder of people</td></tr>
@@ -56,6 +58,7 @@ class MainWindow(QMainWindow):
         self.live = LivePage(self.state)
         self.enroll = EnrollPage(self.state)
         self.people = PeoplePage(self.state)
+        self.unknowns = UnknownsPage(self.state)
         self.events = EventsPage(self.state)
         self.settings_page = SettingsPage(self.state)
         style = self.style()
@@ -63,6 +66,7 @@ class MainWindow(QMainWindow):
             ("Live", self.live, QStyle.StandardPixmap.SP_MediaPlay),
             ("Enroll", self.enroll, QStyle.StandardPixmap.SP_FileDialogNewFolder),
             ("People", self.people, QStyle.StandardPixmap.SP_DirHomeIcon),
+            ("Unknown people", self.unknowns, QStyle.StandardPixmap.SP_MessageBoxQuestion),
             ("Events", self.events, QStyle.StandardPixmap.SP_FileDialogDetailedView),
             ("Settings", self.settings_page, QStyle.StandardPixmap.SP_FileDialogInfoView),
         ]
@@ -170,6 +174,10 @@ class MainWindow(QMainWindow):
     def show_page(self, index: int) -> None:
         self.sidebar.setCurrentRow(index)
 
+    def go_to(self, page: QWidget) -> None:
+        """Show one of the pages (Live, Enroll, ...)."""
+        self.show_page(self.stack.indexOf(page))
+
     def _page_changed(self, index: int) -> None:
         self.stack.setCurrentIndex(index)
         self.banner.hide()  # an error belongs to the page it happened on
@@ -188,7 +196,7 @@ class MainWindow(QMainWindow):
         self.enroll.import_folder()
 
     def _export_events(self) -> None:
-        self.show_page(3)
+        self.go_to(self.events)
         self.events.export_csv()
 
     def _rename(self) -> None:
@@ -216,6 +224,8 @@ class MainWindow(QMainWindow):
             self.people.refresh()
         elif page is self.events:
             self.events.refresh()
+        elif page is self.unknowns:
+            self.unknowns.refresh()
 
     def _show_shortcuts(self) -> None:
         QMessageBox.information(self, "Keyboard shortcuts", SHORTCUTS)

@@ -37,15 +37,12 @@ class PersonCard:
 
 
 def load_cards(gallery: Gallery) -> list[PersonCard]:
-    """Everyone with their best-quality unflagged sample (runs in a job)."""
+    """Everyone with their portrait: the sample chosen, else their best unflagged one
+    (runs in a job)."""
     cards = []
     for person in gallery.people():
-        faces = [f for f in gallery.faces(person.id) if not f.flagged] or \
-            gallery.faces(person.id)
-        image = QImage()
-        if faces:
-            best = max(faces, key=lambda f: f.quality)
-            image = thumbnail(gallery.face_crop(best.id), PORTRAIT)
+        face_id = gallery.portrait(person.id)
+        image = thumbnail(gallery.face_crop(face_id), PORTRAIT) if face_id else QImage()
         cards.append(PersonCard(person, image))
     return cards
 
@@ -62,8 +59,9 @@ def dimmed(image: QImage) -> QImage:
 
 
 def load_samples(gallery: Gallery, person_id: int) -> list[tuple[int, str, bool, QImage]]:
+    """A person's samples, best quality first (flagged ones last)."""
     samples = []
-    for f in gallery.faces(person_id):
+    for f in sorted(gallery.faces(person_id), key=lambda f: (f.flagged, -f.quality, f.id)):
         image = thumbnail(gallery.face_crop(f.id), SAMPLE_ICON)
         samples.append((f.id, f.source, f.flagged, dimmed(image) if f.flagged else image))
     return samples
@@ -131,8 +129,12 @@ class PeoplePage(QWidget):
         self.merge_button.clicked.connect(lambda: self.merge_selected())
         self.delete_button = QPushButton("Delete…")
         self.delete_button.clicked.connect(lambda: self.delete_selected())
+        self.add_button = QPushButton("Add photos…")
+        self.add_button.setToolTip("More samples of this person from photos")
+        self.add_button.clicked.connect(lambda: self.add_photos())
         buttons = QHBoxLayout()
-        for button in (self.rename_button, self.merge_button, self.delete_button):
+        for button in (self.add_button, self.rename_button, self.merge_button,
+                       self.delete_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         about = QVBoxLayout()
@@ -161,11 +163,15 @@ class PeoplePage(QWidget):
         unflag.triggered.connect(lambda: self.unflag_selected_samples())
         remove = QAction("Remove…", self.samples)
         remove.triggered.connect(lambda: self.remove_selected_samples())
+        self.portrait_button = QPushButton("Use as portrait")
+        self.portrait_button.setToolTip("Show this person with the selected sample")
+        self.portrait_button.clicked.connect(lambda: self.use_as_portrait())
         self.samples.addActions([unflag, remove])
         self.samples.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         samples_row = QHBoxLayout()
-        samples_row.addWidget(QLabel("<b>Samples</b>"))
+        samples_row.addWidget(QLabel("<b>Samples</b>, best first"))
         samples_row.addStretch(1)
+        samples_row.addWidget(self.portrait_button)
         samples_row.addWidget(self.unflag_button)
         samples_row.addWidget(self.remove_button)
 
@@ -291,10 +297,12 @@ class PeoplePage(QWidget):
 
     def _update_buttons(self) -> None:
         chosen = self.selected_id is not None
-        for button in (self.rename_button, self.merge_button, self.delete_button):
+        for button in (self.add_button, self.rename_button, self.merge_button,
+                       self.delete_button):
             button.setEnabled(chosen)
         self.merge_button.setEnabled(chosen and len(self.cards) > 1)
         selected = self.samples.selectedItems()
+        self.portrait_button.setEnabled(len(selected) == 1)
         self.remove_button.setEnabled(bool(selected))
         self.unflag_button.setEnabled(any(item.data(FLAGGED) for item in selected))
 
@@ -304,6 +312,47 @@ class PeoplePage(QWidget):
             self.state.message.emit(note)
             self.state.gallery_changed.emit()
         return done
+
+    def add_photos(self, paths: list[str] | None = None) -> None:
+        """More samples for the selected person; photos that do not look like them are
+        pointed out before anything is saved."""
+        card = self.cards.get(self.selected_id)
+        if card is None or not self.state.is_ready:
+            return
+        name, pid = card.person.name, card.person.id
+        if paths is None:
+            paths = dialogs.open_files(self, f"More photos of {name}")
+        if not paths:
+            return
+        enroller = self.state.enroller
+
+        def check(job):
+            samples, report = enroller.prepare_photos(paths, job.report, job.cancelled)
+            return samples, report, enroller.review(pid, samples)
+
+        def checked(result):
+            samples, report, advice = result
+            if advice and not dialogs.confirm(self, "Check these photos",
+                                              "\n\n".join(advice.messages(name)),
+                                              "Add anyway"):
+                return
+            self.state.run(lambda job: enroller.save_reporting(pid, samples, report),
+                           lambda r: self._changed(
+                               f"{name}: {r.added} sample(s) added"
+                               + (f", {len(r.skipped)} skipped" if r.skipped else ""))(),
+                           what=f"Adding photos of {name}")
+
+        self.state.run(check, checked, what=f"Checking photos of {name}")
+
+    def use_as_portrait(self) -> None:
+        selected = self.samples.selectedItems()
+        card = self.cards.get(self.selected_id)
+        if len(selected) != 1 or card is None:
+            return
+        gallery, pid, fid = self.state.gallery, card.person.id, selected[0].data(FACE_ID)
+        self.state.run(lambda job: gallery.set_portrait(pid, fid),
+                       self._changed(f"New portrait for {card.person.name}"),
+                       what="Choosing the portrait")
 
     def rename_selected(self) -> None:
         card = self.cards.get(self.selected_id)

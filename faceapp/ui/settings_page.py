@@ -88,6 +88,18 @@ class SettingsPage(QWidget):
             "Enrollment samples (one face picture per sample) are always kept: they are "
             "needed to compute new templates when the face model changes. Remove them "
             "on the People page.")
+        # unknown faces are biometric data too: kept for a period the user sets
+        self.retention = QSpinBox()
+        self.retention.setRange(0, 3650)
+        self.retention.setSuffix(" days")
+        self.retention.setSpecialValueText("not kept")
+        self.retention.setToolTip("Faces nobody was recognised as are kept this long, grouped "
+                                  "by person on the Unknown people page; older ones are "
+                                  "deleted (0: none are kept)")
+        self.retention.setEnabled(False)  # until the gallery is open
+        retention_row = QHBoxLayout()
+        retention_row.addWidget(self.retention)
+        retention_row.addStretch(1)
         threshold_row = QHBoxLayout()
         threshold_row.addWidget(self.level)
         threshold_row.addWidget(self.custom)
@@ -105,6 +117,7 @@ class SettingsPage(QWidget):
         form.addRow("", self.threshold_note)
         form.addRow("Smallest face:", min_face_row)
         form.addRow("Event log:", self.keep_thumbnails)
+        form.addRow("Unknown faces:", retention_row)
         form.addRow("", self.samples_note)
 
         # camera defaults
@@ -202,6 +215,8 @@ class SettingsPage(QWidget):
         self.custom.valueChanged.connect(self._threshold_changed)
         self.min_face.valueChanged.connect(state.set_min_face)
         self.keep_thumbnails.toggled.connect(state.set_keep_thumbnails)
+        self.retention.editingFinished.connect(self._retention_changed)
+        state.ready_changed.connect(self._show_retention)
         self.camera_index.valueChanged.connect(self._camera_changed)
         self.camera_resolution.currentIndexChanged.connect(self._camera_changed)
         self.model.currentIndexChanged.connect(self._model_chosen)
@@ -213,6 +228,31 @@ class SettingsPage(QWidget):
         self._show_threshold()
         self._show_model()
         self._update_buttons()
+
+    def _show_retention(self) -> None:
+        from ..core.unknowns import retention_days
+
+        if not self.state.has_gallery:
+            return
+        self.retention.blockSignals(True)
+        self.retention.setValue(retention_days(self.state.gallery))
+        self.retention.blockSignals(False)
+        self.retention.setEnabled(not self.state.gallery.read_only)
+
+    def _retention_changed(self) -> None:
+        """Store the period in the gallery (every program that opens it keeps to it)
+        and delete what is now past it."""
+        from ..core.unknowns import retention_days, set_retention_days
+
+        gallery, days = self.state.gallery, self.retention.value()
+        if gallery is None or days == retention_days(gallery):
+            return
+        self.state.run(lambda job: set_retention_days(gallery, days),
+                       lambda _: (self.state.gallery_changed.emit(),
+                                  self.state.message.emit(
+                                      f"Unknown faces are kept {days} day(s)" if days else
+                                      "Unknown faces are no longer kept")),
+                       what="Changing how long unknown faces are kept")
 
     def _camera_changed(self, *_) -> None:
         self.state.set_camera(self.camera_index.value(), self.camera_resolution.currentData())

@@ -15,6 +15,7 @@ from ..core.paths import ensure_private_dir
 from ..core.embed import Embedder
 from ..core.operating import DecisionRule, OperatingPoint
 from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline
+from ..core.unknowns import UnknownFaces
 from .jobs import Job
 from .settings import AppSettings
 
@@ -28,8 +29,16 @@ class RecognitionOptions:
 
 
 def open_gallery(path: Path) -> Gallery:
+    from ..core.unknowns import purge_expired
+
     ensure_private_dir(path.parent)
-    return Gallery(path)
+    gallery = Gallery(path)
+    try:
+        purge_expired(gallery)  # unknown faces past their retention period
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery
 
 
 class AppState(QObject):
@@ -53,6 +62,7 @@ class AppState(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(2)
         self.loading = False
+        self._unknowns = None  # (gallery and model it is for, UnknownFaces)
         self.options = RecognitionOptions(None, settings.keep_thumbnails)
         if pipeline is not None:
             pipeline.detector.min_face = settings.min_face
@@ -71,6 +81,17 @@ class AppState(QObject):
     @property
     def enroller(self) -> Enroller:
         return Enroller(self.pipeline, self.gallery)
+
+    def unknowns(self) -> UnknownFaces | None:
+        """The gallery's unknown faces for the active model (None until both load)."""
+        if not self.is_ready:
+            return None
+        embedder = self.pipeline.embedder
+        key = (id(self.gallery), embedder.model_id)
+        if self._unknowns is None or self._unknowns[0] != key:
+            self._unknowns = (key, UnknownFaces(self.gallery, embedder.model_id, embedder.dim,
+                                                embedder.clustering_threshold()))
+        return self._unknowns[1]
 
     def load(self) -> None:
         """Open the gallery and load the models in the background, whichever is missing."""
