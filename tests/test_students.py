@@ -23,7 +23,10 @@ from trainer.nets import (ARCHITECTURES, StudentConfig, build, count_multiply_ad
 # ---------------------------------------------------------------- architectures
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+SEED_ARCHITECTURES = sorted(set(ARCHITECTURES) - {"dlib-derived"})  # the papers' students
+
+
+@pytest.mark.parametrize("arch", SEED_ARCHITECTURES)
 def test_each_architecture_trains_and_exports_with_matching_outputs(arch, tmp_path):
     from trainer.export import export_onnx
 
@@ -82,6 +85,91 @@ def test_unknown_options_are_refused():
         StudentConfig("resnet1000")
     with pytest.raises(ValueError, match="input size"):
         StudentConfig(input_size=100)
+
+
+# ---------------------------------------------------------------- cut from the teacher
+
+@pytest.fixture(scope="module")
+def teacher_and_chips(photos):
+    """The dlib ResNet and real faces in its 150 px framing and the 112 px one."""
+    from faceapp.core.align import align_face
+    from faceapp.core.detect import MTCNNDetector
+    from trainer.teachers.dlib_resnet import load_dlib_resnet
+
+    detector = MTCNNDetector.from_pack("mtcnn-v1")
+    chips, small = [], []
+    for name in ("img1.jpg", "img13.jpg", "img20.jpg", "img22.jpg", "img6.jpg", "img15.jpg"):
+        image = load_image(photos / name)
+        face = detector.detect(image)[0]
+        chips.append(align_face(image, face.landmarks, "dlib150"))
+        small.append(align_face(image, face.landmarks, "dlib112"))
+    return load_dlib_resnet(), np.stack(chips), np.stack(small)
+
+
+def _derived(teacher, chips, **options):
+    from trainer.distill import student_model
+    from trainer.nets.dlib_derived import derive_from_teacher
+
+    config = StudentConfig("dlib-derived", act="relu", **options)
+    model = student_model(config)
+    info = derive_from_teacher(model.net, teacher, chips)
+    return model.eval(), info
+
+
+def test_the_uncut_student_is_the_teacher_with_its_own_preprocessing(teacher_and_chips):
+    from trainer.distill import to_input
+
+    teacher, chips, _ = teacher_and_chips
+    model, info = _derived(teacher, chips, width=1.0, input_size=150)
+    assert info["dropped_blocks"] == []
+    with torch.no_grad():
+        ours = model(to_input(chips)).numpy()  # (x - 127.5) / 128, folded into the stem
+        theirs = torch.nn.functional.normalize(teacher(teacher.normalise(chips)), dim=1).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
+
+
+def test_a_cut_keeps_the_teachers_most_important_channels_and_exports(teacher_and_chips,
+                                                                     tmp_path):
+    from trainer.distill import to_input
+    from trainer.export import export_onnx
+    from trainer.nets.dlib_derived import measure_teacher
+
+    teacher, chips, small = teacher_and_chips
+    model, info = _derived(teacher, chips, width=0.5, input_size=112, depth="2-2-1-1")
+    assert len(info["dropped_blocks"]) == 4 and len(model.net.blocks) == 10
+    assert count_multiply_adds(model, 112) < 0.25 * count_multiply_adds(teacher, 150)
+    # each kept block holds the teacher's weights of its most important inner channels
+    importance, strength = measure_teacher(teacher, teacher.normalise(chips))
+    for student_block, source in zip(model.net.blocks, info["teacher_blocks"]):
+        keep = torch.argsort(importance[source], descending=True)[:student_block.conv1.out_channels]
+        torch.testing.assert_close(student_block.conv1.weight,
+                                   teacher.blocks[source].conv1.weight[torch.sort(keep).values])
+    # and in each stage the residual blocks dropped add least to their input
+    from trainer.nets.dlib_derived import _teacher_stages
+
+    index_of = {id(b): i for i, b in enumerate(teacher.blocks)}
+    for group in _teacher_stages(teacher):
+        residual = [index_of[id(b)] for b in group[1:]]
+        dropped = [i for i in residual if i in info["dropped_blocks"]]
+        kept = [i for i in residual if i not in dropped]
+        assert all(strength[d] <= strength[k] for d in dropped for k in kept)
+    path = export_onnx(model, tmp_path / "cut.onnx", (112, 112))
+    with torch.no_grad():
+        expected = model(to_input(small)).numpy()
+    np.testing.assert_allclose(run_onnx(path, to_input(small).numpy()), expected,
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_cut_options_are_checked():
+    with pytest.raises(ValueError, match="depth"):
+        StudentConfig("dlib-derived", act="relu", depth="3-3-3-3")
+    with pytest.raises(ValueError, match="depth is an option"):
+        StudentConfig("mobilefacenet", depth="2-2-1-1")
+    with pytest.raises(ValueError, match="input size"):
+        StudentConfig("dlib-derived", act="relu", input_size=96)
+    with pytest.raises(ValueError, match="ReLU"):
+        build(StudentConfig("dlib-derived", act="leaky"))
+    assert StudentConfig("dlib-derived", 0.5, 112, "relu", depth="2-2-1-1").template == "dlib112"
 
 
 # ---------------------------------------------------------------- losses, by hand

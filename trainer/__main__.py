@@ -134,13 +134,14 @@ def _student_config(args):
     if args.config:
         config = DistillConfig.from_dict(json.loads(Path(args.config).read_text()))
     student = dict(config.student.to_dict())
-    for key in ("arch", "width", "input_size", "act"):
+    for key in ("arch", "width", "input_size", "act", "depth"):
         value = getattr(args, key)
         if value is not None:
             student[key] = value
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "lr", "distill_loss", "alpha", "arcface_weight",
-                  "init", "seed", "limit", "mixup") if getattr(args, key) is not None}
+                  "init", "seed", "limit", "mixup", "relational", "cut_from")
+                 if getattr(args, key) is not None}
     if args.clean:
         overrides["robust"] = False
     if args.online_teacher:
@@ -190,6 +191,12 @@ def cmd_keep_run(args) -> int:
     return 0
 
 
+def cmd_clustering(args) -> int:
+    from .clustering import main_clustering
+
+    return main_clustering(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,18 +227,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the figures and operating thresholds in the manifest")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("clustering", help="choose an embedder's threshold for grouping "
+                                          "unknown faces (CelebA), report it on LFW")
+    p.add_argument("--model", required=True, help="pack name or folder")
+    p.add_argument("--variant", help="int8, fp32 or all (default: the pack's default)")
+    p.add_argument("--flip", action="store_true", help="flip fusion (face + mirror)")
+    p.add_argument("--both-flips", action="store_true", help="with and without flip fusion")
+    p.add_argument("--update-manifest", action="store_true",
+                   help="store the thresholds in the pack's manifest")
+    p.set_defaults(func=cmd_clustering)
+
     p = sub.add_parser("distill", help="distill a student from the teacher (resumable)")
     p.add_argument("--name", help="run name (default: from the architecture options)")
     p.add_argument("--config", help="JSON file with a DistillConfig (options override it)")
-    p.add_argument("--arch", help="mobilefacenet, mobiface or vargfacenet")
-    p.add_argument("--width", type=float, help="width multiplier")
-    p.add_argument("--input-size", type=int, help="112, 96, 80 or 64")
+    p.add_argument("--arch", help="mobilefacenet, mobiface, vargfacenet, or dlib-derived "
+                                  "(cut from the teacher's own weights)")
+    p.add_argument("--width", type=float, help="width multiplier (dlib-derived: the share "
+                                               "of each block's inner channels kept)")
+    p.add_argument("--input-size", type=int, help="112, 96, 80 or 64 (dlib-derived: 150, "
+                                                  "128, 112 or 104)")
+    p.add_argument("--depth", help="dlib-derived: residual blocks kept per stage after its "
+                                   "down-sampling block, e.g. 2-2-1-1 (teacher: 3-3-2-2)")
     p.add_argument("--act", help="relu, leaky, prelu or prelu-split")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--distill-loss", choices=["eq4", "eq5"])
     p.add_argument("--alpha", type=float, help="weight of the distillation loss")
+    p.add_argument("--cut-from", help="dlib-derived: a trained run of that family (same input "
+                                      "size) to cut this student from, instead of the teacher")
+    p.add_argument("--relational", type=float,
+                   help="weight of the relational term (the batch's pairwise similarities)")
     p.add_argument("--arcface-weight", type=float, help="0 turns the ArcFace term off")
     p.add_argument("--init", help="run to start from (recursive distillation; its input "
                    "size may differ)")

@@ -73,6 +73,12 @@ class DistillConfig:
     teacher_online: bool = False  # targets from the teacher on each augmented view
     mixup: float = 0.0  # share of faces blended with another (needs teacher_online)
     quant_aware: bool = False  # train through int8 rounding (trainer/quant_aware.py)
+    # weight of the relational term: the batch's pairwise similarities (centred on the
+    # teacher's mean) matched to the teacher's (Park et al. 2019, RKD)
+    relational: float = 0.0
+    # dlib-derived: the trained run (of this family, same input size) to cut this
+    # student from instead of the teacher itself (progressive cutting)
+    cut_from: str | None = None
 
     def __post_init__(self):
         if self.mixup > 0 and not self.teacher_online:
@@ -134,11 +140,34 @@ class TeacherSpace(torch.nn.Module):
 
 def student_model(config: StudentConfig, targets=None) -> TeacherSpace:
     """A new student; without targets, an empty one to load saved weights into."""
+    net = build(config)
+    if getattr(net, "raw_teacher_space", False):
+        # cut from the teacher: it already outputs the teacher's own descriptor
+        return TeacherSpace(net, np.zeros(config.embedding, np.float32), 1.0)
     if targets is None:
-        return TeacherSpace(build(config), np.zeros(config.embedding, np.float32))
+        return TeacherSpace(net, np.zeros(config.embedding, np.float32))
     center = teacher_center(targets)
     residual = np.asarray(targets.teacher) - center
-    return TeacherSpace(build(config), center, float(np.linalg.norm(residual, axis=1).mean()))
+    return TeacherSpace(net, center, float(np.linalg.norm(residual, axis=1).mean()))
+
+
+def aligned_faces(targets, rows: np.ndarray, template: str = "dlib150") -> np.ndarray:
+    """Some training faces aligned for `template` (default: the teacher's chips)."""
+    from faceapp.core.align import align_face
+    from faceapp.core.imageio import load_image
+
+    from .data import shared_data_root
+
+    root = shared_data_root()
+    return np.stack([align_face(load_image(root / targets.paths[i]), targets.landmarks[i],
+                                template) for i in rows])
+
+
+def relational_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the two batches' pairwise cosine matrices."""
+    s = torch.nn.functional.normalize(student, dim=1)
+    t = torch.nn.functional.normalize(teacher, dim=1)
+    return ((s @ s.T - t @ t.T) ** 2).mean()
 
 
 class OnlineTeacher:
@@ -292,20 +321,22 @@ class Run:
         return model.eval()
 
     def lineage(self) -> list[dict]:
-        """This run and the runs it started from (--init), oldest first, as far as they
-        are on this machine or kept in the repository."""
+        """This run and the runs it started from (--init) or was cut from
+        (--cut-from), oldest first, as far as they are on this machine or kept in the
+        repository."""
         chain, run = [], self
         while True:
             log = run.log()
             chain.append({"run": run.name, "epochs": len(log),
                           "lfw_last_epoch": (log[-1].get("lfw") or {}).get("accuracy")
                           if log else None})
-            if not run.config.init:
+            parent = run.config.init or run.config.cut_from
+            if not parent:
                 return chain[::-1]
             try:
-                run = Run(run.config.init)
+                run = Run(parent)
             except FileNotFoundError:
-                chain.append({"run": run.config.init, "epochs": None, "lfw_last_epoch": None})
+                chain.append({"run": parent, "epochs": None, "lfw_last_epoch": None})
                 return chain[::-1]
 
     def keep(self) -> Path:
@@ -356,7 +387,7 @@ class Run:
 
         # channels-last runs the depthwise convolutions ~30% faster on CPU
         model = student_model(cfg.student, targets).to(device, memory_format=torch.channels_last)
-        center = model.center.cpu()
+        mean = torch.from_numpy(teacher_center(targets)).to(device)
         arcface = ArcFace(cfg.student.embedding, len(classes)).to(device) \
             if cfg.arcface_weight > 0 else None
         params = list(model.parameters()) + (list(arcface.parameters()) if arcface else [])
@@ -380,6 +411,25 @@ class Run:
             state = saved["state"]
             print(f"resuming '{self.name}' at epoch {state['epoch'] + 1}, "
                   f"step {state['step_in_epoch']}", file=sys.stderr)
+        elif hasattr(model.net, "raw_teacher_space") and not cfg.init:
+            from .nets.dlib_derived import derive_from_student, derive_from_teacher
+            from .teachers.dlib_resnet import load_dlib_resnet
+
+            rows = calibration_rows(n)
+            if cfg.cut_from:
+                source = Run(cfg.cut_from)
+                if source.config.student.input_size != cfg.student.input_size:
+                    raise ValueError("cut_from: the run cut from must have this input size")
+                derived = derive_from_student(
+                    model.net, source.load_model().net,
+                    to_input(aligned_faces(targets, rows, cfg.student.template)))
+                derived["cut_from"] = cfg.cut_from
+            else:
+                derived = derive_from_teacher(model.net, load_dlib_resnet(),
+                                              aligned_faces(targets, rows))
+            (self.folder / "derived.json").write_text(json.dumps(derived, indent=2))
+            print(f"cut from the teacher: dropped blocks {derived['dropped_blocks']}",
+                  file=sys.stderr)
         elif cfg.init:
             previous = Run(cfg.init)
             resized = load_across_sizes(model, previous.load_model().state_dict())
@@ -453,9 +503,17 @@ class Run:
                     rounding.calibrate()  # the ranges follow the weights
                 x = x.to(device).contiguous(memory_format=torch.channels_last)
                 target = target.to(device)
-                embedding = model.net(x)  # the centred direction (see TeacherSpace)
-                loss_s = distill_loss(embedding, target - center.to(device))
+                embedding = model.net(x)
+                # both in the teacher's space, centred on its mean, where faces differ
+                # (for a TeacherSpace student this is its own direction: same loss)
+                student = (model.center + model.radius
+                           * torch.nn.functional.normalize(embedding, dim=1)) - mean
+                loss_s = distill_loss(student, target - mean)
                 loss = cfg.alpha * loss_s
+                loss_rel = torch.zeros(())
+                if cfg.relational > 0:
+                    loss_rel = relational_loss(student, target - mean)
+                    loss = loss + cfg.relational * loss_rel
                 loss_arc = torch.zeros(())
                 if arcface is not None:
                     has_label = batch_labels >= 0
@@ -473,6 +531,7 @@ class Run:
                 sums = state["sums"]
                 sums["distill"] += loss_s.item()
                 sums["arc"] += loss_arc.item()
+                sums["relational"] = sums.get("relational", 0.0) + loss_rel.item()
                 sums["cosine"] += float(cos)
                 sums["batches"] += 1
                 state["step_in_epoch"] += 1
@@ -492,6 +551,7 @@ class Run:
             entry = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * steps_per_epoch - 1),
                      "distill_loss": sums["distill"] / max(1, sums["batches"]),
                      "arc_loss": sums["arc"] / max(1, sums["batches"]),
+                     "relational_loss": sums.get("relational", 0.0) / max(1, sums["batches"]),
                      "train_cosine": sums["cosine"] / max(1, sums["batches"]),
                      "minutes": round((time.monotonic() - started) / 60, 2)}
             if cfg.limit is None:

@@ -63,6 +63,18 @@ for _side in (96, 80, 64):
     )
 
 
+# The students cut from the dlib ResNet (trainer/nets/dlib_derived.py) read its chip
+# framing with fewer pixels.
+for _side in (128, 112, 104):
+    TEMPLATES[f"dlib{_side}"] = Template(
+        name=f"dlib{_side}",
+        size=(_side, _side),
+        points=((TEMPLATES["dlib150"].points + 0.5) * (_side / 150.0) - 0.5).astype(np.float32),
+        description=f"dlib's 150x150 chip framing scaled to {_side}x{_side}",
+        weights=TEMPLATES["dlib150"].weights,
+    )
+
+
 # The gallery keeps each face on a wider canvas than any model's crop (dlib's chip
 # framing scaled to put the eyes 64 px apart, centred in 256 px), together with its
 # landmarks inside that canvas: any template can be cut from it later, so switching

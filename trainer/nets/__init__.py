@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .dlib_derived import DlibDerived, parse_depth
 from .layers import ACTIVATIONS
 from .mobiface import MobiFace
 from .mobilefacenet import MobileFaceNet
@@ -16,8 +17,10 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mobilefacenet": MobileFaceNet,
     "mobiface": MobiFace,
     "vargfacenet": VarGFaceNet,
+    "dlib-derived": DlibDerived,  # cut from the teacher's own weights
 }
 INPUT_SIZES = (112, 96, 80, 64)
+DERIVED_INPUT_SIZES = (150, 128, 112, 104)  # 150: the teacher itself, uncut
 
 
 @dataclass(frozen=True)
@@ -30,34 +33,44 @@ class StudentConfig:
     # better still but 3-4x slower in int8 (bench/bench_activations.py).
     act: str = "leaky"
     embedding: int = 128
+    depth: str = ""  # dlib-derived: residual blocks per stage, e.g. "2-2-1-1"
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture '{self.arch}' "
                              f"(known: {', '.join(ARCHITECTURES)})")
-        if self.input_size not in INPUT_SIZES:
-            raise ValueError(f"input size must be one of {INPUT_SIZES}")
+        sizes = DERIVED_INPUT_SIZES if self.arch == "dlib-derived" else INPUT_SIZES
+        if self.input_size not in sizes:
+            raise ValueError(f"input size must be one of {sizes}")
         if self.act not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}")
+        if self.depth and self.arch != "dlib-derived":
+            raise ValueError("depth is an option of the dlib-derived student only")
+        if self.arch == "dlib-derived":
+            parse_depth(self.depth)
 
     @property
     def template(self) -> str:
-        """The alignment template of this input size (faceapp.core.align)."""
-        return f"arcface{self.input_size}"
+        """The alignment template of this input size (faceapp.core.align): the
+        teacher's framing for the students cut from it, insightface's for the others."""
+        family = "dlib" if self.arch == "dlib-derived" else "arcface"
+        return f"{family}{self.input_size}"
 
     @property
     def slug(self) -> str:
         width = f"{self.width:g}".replace(".", "")
         act = "" if self.act == "relu" else f"-{self.act}"
-        return f"{self.arch}-w{width}-{self.input_size}{act}"
+        depth = f"-d{self.depth.replace('-', '')}" if self.depth else ""
+        return f"{self.arch}-w{width}-{self.input_size}{depth}{act}"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def build(config: StudentConfig) -> nn.Module:
+    options = {"depth": config.depth} if config.arch == "dlib-derived" else {}
     return ARCHITECTURES[config.arch](width=config.width, input_size=config.input_size,
-                                      embedding=config.embedding, act=config.act)
+                                      embedding=config.embedding, act=config.act, **options)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -280,7 +280,7 @@ def _folded_conv(con: LayerRecord, affine: LayerRecord, in_channels: int) -> nn.
     return conv
 
 
-def _conv_out(size: int, conv: nn.Conv2d) -> int:
+def conv_out(size: int, conv: nn.Conv2d) -> int:
     return (size + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
 
 
@@ -317,14 +317,14 @@ class _ZeroPadEnd(torch.autograd.Function):
         return g.op("Pad", x, g.op("Constant", value_t=pads), mode_s="constant")
 
 
-class _ResidualBlock(nn.Module):
+class ResidualBlock(nn.Module):
     """relu(main(x) (+) skip(x)), where (+) is dlib's add_prev.
 
     dlib's add_prev adds tensors of different shapes: the result has the larger size of
     the two in every dimension and missing elements count as zero (padded at the end
     of the channels and at the bottom/right). In the down blocks the stride-2, pad-0
     conv and the 2x2 average pool disagree on size (e.g. 256x3x3 vs 128x4x4), so the
-    padding matters. The pad amounts are fixed for a 150x150 input, so they are
+    padding matters. The pad amounts follow from the input shape given here, so they are
     computed once here and exported as constant Pad ops.
     """
 
@@ -335,8 +335,8 @@ class _ResidualBlock(nn.Module):
         self.conv2 = conv2
         self.pool = nn.AvgPool2d(2, 2) if down else nn.Identity()
         c, h, w = in_shape
-        mh = _conv_out(_conv_out(h, conv1), conv2)
-        mw = _conv_out(_conv_out(w, conv1), conv2)
+        mh = conv_out(conv_out(h, conv1), conv2)
+        mw = conv_out(conv_out(w, conv1), conv2)
         main = (conv2.out_channels, mh, mw)
         skip = (c, (h - 2) // 2 + 1, (w - 2) // 2 + 1) if down else (c, h, w)
         self.out_shape = tuple(max(a, b) for a, b in zip(main, skip))
@@ -386,7 +386,7 @@ class DlibResNet(nn.Module):
         take("relu")
         _check_pool(take("max_pool"), 3, 2)
         self.stem_pool = nn.MaxPool2d(3, 2)
-        size = (_conv_out(CHIP_SIZE, self.stem) - 3) // 2 + 1
+        size = (conv_out(CHIP_SIZE, self.stem) - 3) // 2 + 1
         shape = (self.stem.out_channels, size, size)
 
         blocks = []
@@ -399,7 +399,7 @@ class DlibResNet(nn.Module):
                 _check_pool(take("avg_pool"), 2, 2)
             take("add_prev")
             take("relu")
-            block = _ResidualBlock(conv1, conv2, kind == "down", shape)
+            block = ResidualBlock(conv1, conv2, kind == "down", shape)
             shape = block.out_shape
             blocks.append(block)
         self.blocks = nn.Sequential(*blocks)
