@@ -881,3 +881,34 @@ def test_a_person_page_adds_photos_sorts_samples_and_keeps_the_chosen_portrait(
     page.use_as_portrait()
     wait_idle(qtbot)
     assert gallery.portrait(alice) == chosen
+
+
+def test_scanning_a_photo_folder_from_the_app_finds_people_and_strangers(
+        qtbot, open_window, photos, shared_data, tmp_path):
+    window = open_window()
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE))
+    archive = tmp_path / "archive"
+    link_folder(archive / "2021", photos, ALICE_LATER)
+    lfw = shared_data / "lfw" / "images" / "Bob_Hope"
+    (archive / "2022").mkdir()
+    for photo in sorted(lfw.iterdir())[:3]:
+        (archive / "2022" / photo.name).symlink_to(photo)
+    page = window.unknowns
+    window.go_to(page)
+    page.scan_folder(str(archive))
+    wait_idle(qtbot)
+    qtbot.waitUntil(lambda: page.last_scan is not None, timeout=WAIT)
+    assert page.last_scan.files == 5 and page.last_scan.known >= 2
+    assert "5 photo(s) scanned" in page.scan_progress.text()
+    qtbot.waitUntil(lambda: any(c.cluster.size >= 3 for c in page.cards.values()),
+                    timeout=WAIT)
+    # the People page lists the photos Alice was found in
+    window.show_page(2)
+    people_page = window.people
+    qtbot.waitUntil(lambda: people_page.selected_id is not None, timeout=WAIT)
+    people_page.show_photos_of()
+    wait_idle(qtbot)
+    listed = {people_page.photos_dialog.files.item(i).text()
+              for i in range(people_page.photos_dialog.files.count())}
+    assert listed == {str(p) for p in (archive / "2021").iterdir()}
+    people_page.photos_dialog.close()

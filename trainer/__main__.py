@@ -140,7 +140,8 @@ def _student_config(args):
             student[key] = value
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "lr", "distill_loss", "alpha", "arcface_weight",
-                  "init", "seed", "limit", "mixup", "relational", "cut_from")
+                  "init", "seed", "limit", "mixup", "relational", "cut_from",
+                  "teacher_variant")
                  if getattr(args, key) is not None}
     if args.clean:
         overrides["robust"] = False
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--online-teacher", action="store_true",
                    help="the teacher embeds each augmented view as the student sees it "
                         "(consistent teaching) instead of the cached clean face")
+    p.add_argument("--teacher-variant", choices=["fp32", "int8"],
+                   help="the teacher file that makes the targets (int8: 4x cheaper online)")
     p.add_argument("--mixup", type=float,
                    help="share of faces blended with another face (needs --online-teacher)")
     p.add_argument("--quant-aware", action="store_true",

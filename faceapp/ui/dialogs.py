@@ -55,6 +55,30 @@ def ask_choice(parent: QWidget, title: str, text: str, buttons: list[str]) -> in
     return made.index(clicked) if clicked in made else None
 
 
+def show_files(parent: QWidget, title: str, text: str, paths: list[str]) -> QDialog:
+    """A list of files; double-click opens one with the desktop's viewer."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+    from PySide6.QtWidgets import QListWidget, QVBoxLayout
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(title)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(QLabel(text))
+    files = QListWidget()
+    files.addItems(paths)
+    files.itemDoubleClicked.connect(
+        lambda item: QDesktopServices.openUrl(QUrl.fromLocalFile(item.text())))
+    layout.addWidget(files, 1)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    layout.addWidget(buttons)
+    dialog.resize(640, 420)
+    dialog.files = files
+    dialog.show()
+    return dialog
+
+
 def ask_text(parent: QWidget, title: str, label: str, text: str = "") -> str | None:
     value, ok = QInputDialog.getText(parent, title, label, QLineEdit.EchoMode.Normal, text)
     value = value.strip()

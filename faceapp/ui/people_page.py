@@ -132,9 +132,13 @@ class PeoplePage(QWidget):
         self.add_button = QPushButton("Add photos…")
         self.add_button.setToolTip("More samples of this person from photos")
         self.add_button.clicked.connect(lambda: self.add_photos())
+        self.photos_button = QPushButton("Photos of…")
+        self.photos_button.setToolTip("The scanned photos this person appears in (Unknown "
+                                      "people page: Scan a photo folder)")
+        self.photos_button.clicked.connect(lambda: self.show_photos_of())
         buttons = QHBoxLayout()
-        for button in (self.add_button, self.rename_button, self.merge_button,
-                       self.delete_button):
+        for button in (self.add_button, self.photos_button, self.rename_button,
+                       self.merge_button, self.delete_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         about = QVBoxLayout()
@@ -297,8 +301,8 @@ class PeoplePage(QWidget):
 
     def _update_buttons(self) -> None:
         chosen = self.selected_id is not None
-        for button in (self.add_button, self.rename_button, self.merge_button,
-                       self.delete_button):
+        for button in (self.add_button, self.photos_button, self.rename_button,
+                       self.merge_button, self.delete_button):
             button.setEnabled(chosen)
         self.merge_button.setEnabled(chosen and len(self.cards) > 1)
         selected = self.samples.selectedItems()
@@ -343,6 +347,25 @@ class PeoplePage(QWidget):
                            what=f"Adding photos of {name}")
 
         self.state.run(check, checked, what=f"Checking photos of {name}")
+
+    def show_photos_of(self) -> None:
+        from ..core.scan import photos_of
+
+        card = self.cards.get(self.selected_id)
+        if card is None:
+            return
+        gallery, person = self.state.gallery, card.person
+
+        def show(paths: list[str]) -> None:
+            text = (f"{person.name} appears in {len(paths)} scanned photo(s); double-click to "
+                    "open one." if paths else
+                    f"{person.name} was not found in any scanned photo yet (Unknown people "
+                    "page: Scan a photo folder).")
+            self.photos_dialog = dialogs.show_files(self, f"Photos of {person.name}", text,
+                                                    paths)
+
+        self.state.run(lambda job: photos_of(gallery, person.id), show,
+                       what=f"Finding photos of {person.name}")
 
     def use_as_portrait(self) -> None:
         selected = self.samples.selectedItems()

@@ -60,18 +60,27 @@ class UnknownsPage(QWidget):
         self.cards: dict[int, ClusterCard] = {}
         self.selected_id: int | None = None
         self._generation = 0
+        self.last_scan = None
 
         self.clusters = QListWidget()
         self.clusters.setIconSize(QSize(LIST_ICON, LIST_ICON))
         self.clusters.setSpacing(2)
         self.clusters.currentItemChanged.connect(self._current_changed)
         self.count_label = muted()
+        self.scan_button = QPushButton("Scan a photo folder…")
+        self.scan_button.setToolTip("Find every face in a folder of photos (and its "
+                                    "subfolders): enrolled people are remembered in the "
+                                    "photos they are in, the others are grouped here")
+        self.scan_button.clicked.connect(lambda: self.scan_folder())
+        self.scan_progress = muted()
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(QLabel("<b>Unknown people</b>, most often seen first"))
         left_layout.addWidget(self.clusters, 1)
         left_layout.addWidget(self.count_label)
+        left_layout.addWidget(self.scan_button)
+        left_layout.addWidget(self.scan_progress)
 
         self.title = heading("")
         self.where = muted()
@@ -284,6 +293,43 @@ class UnknownsPage(QWidget):
             return
         self.state.run(lambda job: unknowns.remove_faces(faces),
                        lambda _n: self._after(self.selected_id), what="Removing faces")
+
+    def scan_folder(self, root: str | None = None) -> None:
+        if not self.state.is_ready or self.state.gallery.read_only:
+            return
+        if root is None:
+            root = dialogs.open_folder(self, "Photo folder to scan")
+        if not root:
+            return
+        from ..core.recognize import Recognizer
+        from ..core.scan import PhotoScanner
+
+        state = self.state
+        pipeline, gallery, point = state.pipeline, state.gallery, state.options.point
+
+        def work(job):
+            recognizer = Recognizer(pipeline, gallery, point, log_events=False)
+            return PhotoScanner(recognizer).scan(root, job.report, job.cancelled)
+
+        def done(report) -> None:
+            self.scan_button.setEnabled(True)
+            self.scan_progress.setText(
+                f"{report.files} photo(s) scanned ({report.unchanged} unchanged), "
+                f"{report.known} face(s) of enrolled people, {report.unknown} unknown"
+                + (f"; {len(report.skipped)} skipped" if report.skipped else ""))
+            self.last_scan = report
+            self.refresh()
+
+        def failed(text: str) -> None:
+            self.scan_button.setEnabled(True)
+            self.scan_progress.setText("")
+            state.error.emit(f"The scan stopped: {text}")
+
+        self.scan_button.setEnabled(False)
+        self.scan_progress.setText("Scanning…")
+        job = state.run(work, done, what="Scanning", on_error=failed)
+        job.progress.connect(lambda done_, total, item: self.scan_progress.setText(
+            f"Scanning {done_} / {total}…"))
 
     def _after(self, select: int | None) -> None:
         self.selected_id = select
