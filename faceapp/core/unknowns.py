@@ -145,15 +145,27 @@ class UnknownFaces:
         face. A face already kept (the same canvas) is not added again. With
         `sightings`, each face's path is also recorded as a place it was seen
         (`scan`)."""
-        prepared, seen = [], set()
         for face in faces:
             vector = np.asarray(face.vector, np.float32).reshape(-1)
             if vector.size != self.dim or not np.all(np.isfinite(vector)):
                 raise ValueError(f"an unknown face's embedding must be {self.dim} finite values")
-            digest = crop_digest(face.crop)
+
+        def encoded(face: UnknownFace) -> tuple[bytes, bytes]:
+            return crop_digest(face.crop), _encode_jpeg(face.crop)
+
+        if len(faces) >= 32:  # a scan's batch: both cores (hashlib and OpenCV free the GIL)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                codes = list(pool.map(encoded, faces))
+        else:
+            codes = [encoded(face) for face in faces]
+        prepared, seen = [], set()
+        for face, (digest, jpeg) in zip(faces, codes):
             if digest not in seen:
                 seen.add(digest)
-                prepared.append((face, vector, _encode_jpeg(face.crop), digest))
+                prepared.append((face, np.asarray(face.vector, np.float32).reshape(-1), jpeg,
+                                 digest))
         if not prepared:
             return []
         try:
