@@ -319,12 +319,16 @@ def cmd_ignore_cluster(args) -> int:
 
 def cmd_scan(args) -> int:
     from .core.scan import PhotoScanner
+    from .core.sources import SourceError
 
     pipeline = _pipeline(args)
     with _gallery(args) as gallery:
         recognizer = Recognizer(pipeline, gallery, _point(args), log_events=False)
         scanner = PhotoScanner(recognizer)
-        report = scanner.scan(args.folder, ProgressBar("scanning"), rescan=args.rescan)
+        try:
+            report = scanner.scan(args.folder, ProgressBar("scanning"), rescan=args.rescan)
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
         for path, reason in report.skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
     print(json.dumps({"files": report.files, "unchanged": report.unchanged,

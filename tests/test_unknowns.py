@@ -314,3 +314,19 @@ def test_enroll_says_when_new_photos_look_like_someone_enrolled(tmp_path, photos
     assert "warning" not in run.stderr
     run = faceapp(db, "enroll", "Carol", photos / "img1.jpg")  # Alice, as Carol
     assert "do not look like the Carol already enrolled" in run.stderr
+
+
+def test_unknown_commands_name_what_is_wrong(tmp_path):
+    db = tmp_path / "g.db"
+
+    def fails(*args):
+        run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), *map(str, args)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1, (args, run.stderr)
+        return run.stderr
+
+    assert "no unknown cluster with id 999" in fails("name-cluster", 999, "Ada")
+    assert "no unknown cluster with id 7" in fails("ignore-cluster", 7)
+    assert f"{tmp_path / 'nowhere'} does not exist" in fails("scan", tmp_path / "nowhere")
+    assert "nobody called 'Ada'" in fails("photos-of", "Ada")
+    assert "0 to 3650 days" in fails("unknowns", "--retention", "-1")

@@ -20,7 +20,7 @@ from .gallery import Gallery, _fmt_time, utc_now
 from .imageio import ImageError, read_image
 from .models import InferenceError
 from .recognize import KEPT_AS_UNKNOWN, Recognizer
-from .sources import ImageFolderSource, SourceError
+from .sources import ImageFolderSource
 
 Progress = Callable[[int, int, str], None]
 
@@ -58,12 +58,10 @@ class PhotoScanner:
 
     def scan(self, root: str | os.PathLike, progress: Progress | None = None,
              cancelled: Callable[[], bool] | None = None, rescan: bool = False) -> ScanReport:
+        """Raises SourceError when the folder cannot be listed; a photo that cannot be
+        read is skipped with the reason and the scan goes on."""
         report = ScanReport()
-        try:
-            images, others = ImageFolderSource(root, recursive=True).list_images()
-        except SourceError as exc:
-            report.skipped.append((str(root), str(exc)))
-            return report
+        images, others = ImageFolderSource(root, recursive=True).list_images()
         report.skipped += [(str(p), why) for p, why in others]
         for done, path in enumerate(images):
             if cancelled and cancelled():
