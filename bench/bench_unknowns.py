@@ -18,7 +18,6 @@ AVX-512 VNNI (grep avx512_vnni /proc/cpuinfo).
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import subprocess

@@ -7,7 +7,8 @@ database file, and backups are created 0600 too. Deleted rows are overwritten
 (``secure_delete``). Nothing here talks to the network.
 
 The schema, the stored form of a sample and the migrations are in gallery_schema.py;
-recognising a file, its permissions and SQLite's errors in gallery_files.py.
+recognising a file, its permissions and SQLite's errors in gallery_files.py; the event
+log in gallery_events.py; unknown faces and their clusters in unknowns.py.
 
 ``name_key`` is the name folded for comparison (NFKC + casefold), so names are
 unique case-insensitively, accents and all. Times are ISO 8601 UTC strings with a
@@ -25,8 +26,6 @@ each enrollment either whole or absent; WAL lets other processes read meanwhile.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -37,7 +36,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +61,8 @@ from .gallery_files import (  # noqa: F401  (re-exported: the gallery's public n
     fsync_dir,
     write_private_file,
 )
+from .gallery_events import Event, EventDetails, EventLog, _csv_text  # noqa: F401
+from .gallery_values import _TIME_FORMAT, _check_id, _fmt_time, _parse_time, utc_now  # noqa: F401
 from .gallery_schema import (  # noqa: F401
     _SCHEMA,
     MIGRATIONS,
@@ -79,7 +80,6 @@ if not hasattr(sqlite_utils.Database, "atomic"):  # pragma: no cover
 DEFAULT_TIMEOUT = 10.0
 MAX_NAME_LENGTH = 200
 MAX_MODEL_ID_LENGTH = 200
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 # -------------------------------------------------------------------------- records
@@ -118,48 +118,7 @@ class FaceRecord:
     flagged: bool
 
 
-@dataclass
-class Event:
-    id: int
-    time: datetime  # aware, UTC
-    person_id: int | None  # None: unknown face, or the person was deleted since
-    name: str | None  # the name at the time; None: nobody was recognised
-    score: float | None
-    source: str
-    has_thumbnail: bool
-    reason: str = ""  # why this answer: match, below threshold, ambiguous, track vote
-    nearest: str | None = None  # the nearest person's name at the time (even if unknown)
-    runner_up: str | None = None  # the second nearest person's name
-    runner_up_score: float | None = None
-    box: tuple[float, float, float, float] | None = None  # the face in the source image
-
-
-@dataclass(frozen=True)
-class EventDetails:
-    """Why a face got its answer, and where it was; stored with its event."""
-    reason: str = ""
-    nearest_id: int | None = None
-    runner_up_id: int | None = None
-    runner_up_score: float | None = None
-    box: tuple[float, float, float, float] | None = None
-
-
 # -------------------------------------------------------------------------- helpers
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _fmt_time(t: datetime) -> str:
-    # a naive datetime is local time, as everywhere in Python
-    return t.astimezone(timezone.utc).strftime(_TIME_FORMAT)
-
-
-def _parse_time(s: str | None) -> datetime | None:
-    if s is None:
-        return None
-    return datetime.strptime(s, _TIME_FORMAT).replace(tzinfo=timezone.utc)
-
 
 def normalize_name(name: str) -> str:
     """The name as stored: NFC, surrounding and repeated white space removed."""
@@ -187,12 +146,6 @@ def name_skeleton(name: str) -> str:
 def name_key(name: str) -> str:
     """What two names are compared by: "ÉMILE" and "émile" are the same person."""
     return unicodedata.normalize("NFKC", normalize_name(name)).casefold()
-
-
-def _check_id(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"a {what} id is an int, got {type(value).__name__}")
-    return int(value)
 
 
 def _check_model_id(model_id: str) -> str:
@@ -260,7 +213,7 @@ def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- gallery
 
-class Gallery:
+class Gallery(EventLog):
     """One gallery file. Thread-safe (one connection behind a lock); several
     processes may open the same file."""
 
@@ -874,130 +827,3 @@ class Gallery:
         with self._read() as db:
             return dict(db.execute("SELECT model_id, count(*) FROM embeddings "
                                    "GROUP BY model_id ORDER BY model_id").fetchall())
-
-    # ------------------------------------------------------------------- events
-
-    def add_event(self, person_id: int | None, score: float | None, source: str = "",
-                  thumbnail_jpeg: bytes | None = None, time: datetime | None = None,
-                  details: EventDetails | None = None, wait: float | None = None) -> int:
-        """Record a recognition (person_id None: an unknown face). The current names
-        of the person and of the nearest people are stored with it."""
-        if score is not None:
-            score = float(score)
-            if not math.isfinite(score):
-                raise ValueError("a score must be finite")
-        if not isinstance(source, str):
-            raise TypeError("source is a str")
-        if thumbnail_jpeg is not None:
-            thumbnail_jpeg = bytes(thumbnail_jpeg)
-            if not thumbnail_jpeg.startswith(b"\xff\xd8\xff"):
-                raise ValueError("the thumbnail is not JPEG data")
-        details = details or EventDetails(reason="match" if person_id is not None else "")
-        box = None
-        if details.box is not None:
-            box = json.dumps([round(float(v), 1) for v in details.box])
-        when = _fmt_time(time if time is not None else utc_now())
-        with self._write(bump=False, wait=wait) as db:
-            def name_of(pid):  # a person deleted meanwhile leaves no name
-                row = db.execute("SELECT name FROM people WHERE id = ?",
-                                 [_check_id(pid, "person")]).fetchone() if pid else None
-                return row[0] if row else None
-
-            pid = self._require_person(db, person_id) if person_id is not None else None
-            return db["events"].insert({
-                "time": when, "person_id": pid, "name": name_of(pid), "score": score,
-                "source": source, "thumbnail": thumbnail_jpeg, "reason": details.reason,
-                "nearest": name_of(details.nearest_id),
-                "runner_up": name_of(details.runner_up_id),
-                "runner_up_score": (None if details.runner_up_score is None
-                                    else float(details.runner_up_score)),
-                "box": box}).last_pk
-
-    def events(self, person_id: int | None = None, since: datetime | None = None,
-               until: datetime | None = None, unknown_only: bool = False,
-               limit: int | None = 1000) -> list[Event]:
-        """Newest first. since is inclusive, until exclusive; unknown_only: faces that
-        matched nobody."""
-        where, params = self._event_filter(person_id, since, until, unknown_only)
-        sql = ("SELECT id, time, person_id, name, score, source, thumbnail IS NOT NULL, "
-               "reason, nearest, runner_up, runner_up_score, box "
-               f"FROM events{where} ORDER BY time DESC, id DESC")
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(0, int(limit)))
-        with self._read() as db:
-            return [Event(id=r[0], time=_parse_time(r[1]), person_id=r[2], name=r[3],
-                          score=r[4], source=r[5], has_thumbnail=bool(r[6]), reason=r[7],
-                          nearest=r[8], runner_up=r[9], runner_up_score=r[10],
-                          box=tuple(json.loads(r[11])) if r[11] else None)
-                    for r in db.execute(sql, params)]
-
-    @staticmethod
-    def _event_filter(person_id, since, until, unknown_only) -> tuple[str, list]:
-        clauses, params = [], []
-        if person_id is not None:
-            clauses.append("person_id = ?")
-            params.append(_check_id(person_id, "person"))
-        if since is not None:
-            clauses.append("time >= ?")
-            params.append(_fmt_time(since))
-        if until is not None:
-            clauses.append("time < ?")
-            params.append(_fmt_time(until))
-        if unknown_only:
-            clauses.append("name IS NULL")
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-    def event_thumbnail(self, event_id: int) -> bytes | None:
-        eid = _check_id(event_id, "event")
-        with self._read() as db:
-            row = db.execute("SELECT thumbnail FROM events WHERE id = ?", [eid]).fetchone()
-        if row is None:
-            raise NotFound(f"no event with id {eid}")
-        return row[0]
-
-    def export_events_csv(self, path: str | os.PathLike, person_id: int | None = None,
-                          since: datetime | None = None, until: datetime | None = None,
-                          unknown_only: bool = False) -> int:
-        """Write time, name ("unknown" for faces that matched nobody), score, source,
-        why (reason, nearest, runner-up and its score) and the face's box, oldest
-        first, to a new owner-only file (replaced atomically). Returns the number of
-        rows."""
-        where, params = self._event_filter(person_id, since, until, unknown_only)
-        with self._read() as db:
-            rows = db.execute("SELECT time, name, score, source, reason, nearest, runner_up, "
-                              f"runner_up_score, box FROM events{where} ORDER BY time, id",
-                              params).fetchall()
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["time", "name", "score", "source", "reason", "nearest", "runner_up",
-                         "runner_up_score", "box"])
-
-        def number(value):
-            return "" if value is None else f"{value:.6g}"
-
-        for when, name, score, source, reason, nearest, runner_up, second, box in rows:
-            writer.writerow([when, _csv_text(name if name is not None else "unknown"),
-                             number(score), _csv_text(source), reason,
-                             _csv_text(nearest or ""), _csv_text(runner_up or ""),
-                             number(second),
-                             " ".join(str(v) for v in json.loads(box)) if box else ""])
-        write_private_file(Path(path), buf.getvalue().encode("utf-8"))
-        return len(rows)
-
-    def prune_events(self, older_than: datetime | timedelta) -> int:
-        """Delete the events before a time (or older than an age). Returns how many."""
-        cutoff = utc_now() - older_than if isinstance(older_than, timedelta) else older_than
-        if not isinstance(cutoff, datetime):
-            raise TypeError("older_than is a datetime or a timedelta")
-        with self._write(bump=False) as db:
-            return db.execute("DELETE FROM events WHERE time < ?", [_fmt_time(cutoff)]).rowcount
-
-    def event_count(self) -> int:
-        with self._read() as db:
-            return db.execute("SELECT count(*) FROM events").fetchone()[0]
-
-
-def _csv_text(value: str) -> str:
-    # a spreadsheet would run a cell that starts like a formula
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
