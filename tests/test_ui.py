@@ -569,6 +569,8 @@ def test_gallery_export_import_and_switch(qtbot, open_window, photos, tmp_path, 
                         asked.append(label) or next(i for i in items if "rename" in i))
     page.import_gallery()
     wait_idle(qtbot)
+    qtbot.waitUntil(lambda: bool(asked), timeout=WAIT)  # asked once the first try is back
+    wait_idle(qtbot)
     assert "already in the gallery (Bob)" in asked[0]
     assert people(window) == {"Bob": 2, "Bob (2)": 2}
     window.show_page(2)

@@ -136,16 +136,31 @@ class UnknownsPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
-        state.gallery_changed.connect(self.refresh)
-        state.events_changed.connect(self.refresh)  # new unknown faces come with events
-        state.ready_changed.connect(self.refresh)
+        self._stale = True
+        state.gallery_changed.connect(self._changed)
+        state.events_changed.connect(self._changed)  # new unknown faces come with events
+        state.ready_changed.connect(self._changed)
         self._show(None)
 
     # -- loading ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        """Reload now if the page is on screen, else when it is next shown (events
+        arrive many times a second during Live)."""
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._stale = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     def refresh(self) -> None:
         unknowns = self.state.unknowns()
         if unknowns is None:
             return
+        self._stale = False
         self._generation += 1
         generation = self._generation
         self.state.run(lambda job: load_cards(unknowns),
