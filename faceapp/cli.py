@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .core.imageio import ImageError, load_image, read_image
 from .core.models import InferenceError, ModelPackError
-from .core.paths import default_gallery_path, ensure_private_dir
+from .core.paths import default_gallery_path
 from .core.operating import NAMED_POINTS, OperatingPoint
 from .core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
 
@@ -60,18 +60,9 @@ def _face_record(path: str, index: int, analyzed, scale: float = 1.0) -> dict:
 
 
 def _gallery(args):
-    from .core.gallery import Gallery
-    from .core.unknowns import purge_expired
+    from .core.unknowns import open_gallery
 
-    path = Path(args.db) if args.db else default_gallery_path()
-    ensure_private_dir(path.parent)
-    gallery = Gallery(path)
-    try:
-        purge_expired(gallery)  # unknown faces past their retention period
-    except BaseException:
-        gallery.close()
-        raise
-    return gallery
+    return open_gallery(Path(args.db) if args.db else default_gallery_path())
 
 
 def _unknowns(args, gallery):

@@ -416,6 +416,24 @@ class UnknownFaces:
 
 # ----------------------------------------------------------------------- retention
 
+def open_gallery(path) -> Gallery:
+    """Open (or create, owner-only) the gallery as the app and the CLI start with it:
+    unknown faces past their retention period are deleted first."""
+    from pathlib import Path
+
+    from .paths import ensure_private_dir
+
+    path = Path(path)
+    ensure_private_dir(path.parent)
+    gallery = Gallery(path)
+    try:
+        purge_expired(gallery)
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery
+
+
 def retention_days(gallery: Gallery) -> int:
     with gallery._read() as db:
         row = db.execute("SELECT value FROM meta WHERE key = ?", [RETENTION_KEY]).fetchone()

@@ -11,11 +11,10 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from ..core.enroll import Enroller
 from ..core.gallery import Gallery
-from ..core.paths import ensure_private_dir
 from ..core.embed import Embedder
 from ..core.operating import DecisionRule, OperatingPoint
 from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline
-from ..core.unknowns import UnknownFaces
+from ..core.unknowns import UnknownFaces, open_gallery
 from .jobs import Job
 from .settings import AppSettings
 
@@ -26,19 +25,6 @@ class RecognitionOptions:
 
     point: OperatingPoint | None  # resolved for the gallery's size by the Recognizer
     keep_thumbnails: bool
-
-
-def open_gallery(path: Path) -> Gallery:
-    from ..core.unknowns import purge_expired
-
-    ensure_private_dir(path.parent)
-    gallery = Gallery(path)
-    try:
-        purge_expired(gallery)  # unknown faces past their retention period
-    except BaseException:
-        gallery.close()
-        raise
-    return gallery
 
 
 class AppState(QObject):
