@@ -60,9 +60,17 @@ def _face_record(path: str, index: int, analyzed, scale: float = 1.0) -> dict:
 
 
 def _gallery(args):
+    from .core.gallery_location import has_password, is_server_location
     from .core.unknowns import open_gallery
 
-    return open_gallery(Path(args.db) if args.db else default_gallery_path())
+    if is_server_location(args.db):
+        if has_password(args.db):
+            # a command line is visible to every user of the machine (ps)
+            raise CommandError("the gallery location holds a password: put it in ~/.pgpass "
+                               "(or a service file, ?service=NAME) instead")
+        return open_gallery(args.db, station=args.station)
+    return open_gallery(Path(args.db) if args.db else default_gallery_path(),
+                        station=args.station)
 
 
 def _unknowns(args, gallery):
@@ -219,7 +227,7 @@ def cmd_identify(args) -> int:
               + (f", expected strangers named {rule.fpir:.2%}" if rule.fpir is not None else "")
               + (f", enrolled people missed ~{rule.miss:.0%}" if rule.miss is not None else ""),
               file=sys.stderr)
-        told_locked = False
+        told_locked = told_offline = False
         try:
             with open_source(args.source) as source:
                 # Photos in a folder are unrelated stills unless asked: tracking across
@@ -244,6 +252,13 @@ def cmd_identify(args) -> int:
                               "events wait and are saved when it is free" if told_locked
                               else "the gallery is free again: waiting events were saved",
                               file=sys.stderr)
+                    offline = recognizer.offline or recognizer.events.offline
+                    if offline != told_offline:
+                        told_offline = offline
+                        print("the gallery server cannot be reached: identifying goes on with "
+                              "the last list of people, events are queued on this machine"
+                              if offline else "the gallery server is back: queued events are "
+                              "being sent", file=sys.stderr)
                     if args.max_frames and frame.index + 1 >= args.max_frames:
                         break
         except SourceError as exc:
@@ -256,6 +271,10 @@ def cmd_identify(args) -> int:
             if recognizer.events.pending:
                 print(f"{len(recognizer.events.pending)} event(s) could not be saved: the "
                       "gallery stayed locked", file=sys.stderr)
+            if recognizer.events.spooled:
+                print(f"{recognizer.events.spooled} event(s) wait on this machine for the "
+                      "gallery server; they are sent the next time it is reachable",
+                      file=sys.stderr)
     return 0
 
 
@@ -362,15 +381,26 @@ def cmd_people(args) -> int:
 def cmd_events(args) -> int:
     with _gallery(args) as gallery:
         if args.csv:
-            gallery.export_events_csv(args.csv)
+            gallery.export_events_csv(args.csv, station=args.from_station)
             print(f"wrote {args.csv}", file=sys.stderr)
             return 0
         person_id = _person_id(gallery, args.person) if args.person else None
         names = {p.id: p.name for p in gallery.people()}
-        for event in gallery.events(person_id=person_id, limit=args.limit):
-            print(json.dumps({"time": event.time.isoformat(), "score": round(event.score, 4),
+        for event in gallery.events(person_id=person_id, limit=args.limit,
+                                    station=args.from_station):
+            print(json.dumps({"time": event.time.isoformat(),
+                              "score": None if event.score is None else round(event.score, 4),
                               "person": names.get(event.person_id, event.name),
-                              "source": event.source}))
+                              "source": event.source, "station": event.station}))
+    return 0
+
+
+def cmd_grant_station(args) -> int:
+    from .core.gallery_server import grant_station
+
+    with _gallery(args) as gallery:
+        grant_station(gallery, args.role)
+    print(json.dumps({"role": args.role, "granted": "read and change rows; no table changes"}))
     return 0
 
 
@@ -439,7 +469,12 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         return value if defaults else argparse.SUPPRESS
 
     parser.add_argument("--db", default=default(None),
-                        help=f"gallery file (default {default_gallery_path()})")
+                        help=f"gallery file (default {default_gallery_path()}), or a gallery "
+                             "server: postgresql://USER@HOST/DBNAME[?sslmode=verify-full] "
+                             "(password from ~/.pgpass or a service file)")
+    parser.add_argument("--station", default=default(None),
+                        help="this station's name on the events it records (default: "
+                             "$FACEAPP_STATION or the host name)")
     parser.add_argument("--detector", default=default(DEFAULT_DETECTOR), help="detector pack")
     parser.add_argument("--model", default=default(DEFAULT_EMBEDDER), help="embedder pack")
     parser.add_argument("--min-face", type=int, default=default(40),
@@ -513,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--csv", help="write the whole log to this CSV file")
+    p.add_argument("--from-station", metavar="NAME", help="only the events of this station")
     p.set_defaults(func=cmd_events)
 
     for name, func, help_text in (("export", cmd_export, "write the gallery to one file"),
@@ -559,6 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("photos-of", help="the scanned files a person appears in")
     p.add_argument("name")
     p.set_defaults(func=cmd_photos_of)
+
+    p = sub.add_parser("grant-station", help="on a gallery server, as its owner: let a "
+                       "station role read and change rows (not tables)")
+    p.add_argument("role")
+    p.set_defaults(func=cmd_grant_station)
 
     p = sub.add_parser("reembed", help="embed stored faces for the active model")
     p.set_defaults(func=cmd_reembed)

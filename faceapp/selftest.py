@@ -177,6 +177,15 @@ def _checks(say) -> None:
     if faces:
         raise SelfTestError(f"{len(faces)} face(s) found in a synthetic image without a face")
 
+    # 5. the driver for a gallery on a server loads (libpq and its TLS inside)
+    try:
+        import psycopg
+
+        say(f"gallery server driver: psycopg {psycopg.__version__} ({psycopg.pq.__impl__}, "
+            f"libpq {psycopg.pq.version()})")
+    except ImportError as exc:
+        raise SelfTestError(f"the gallery server driver cannot be loaded: {exc}") from None
+
 
 def main() -> int:
     return run_self_test()

@@ -29,6 +29,7 @@ def test_self_test_passes_and_reports():
     assert "model: dlib-resnet-v1 1.0" in out
     assert "-> astronaut" in out
     assert "no-face image: 0 faces" in out
+    assert "gallery server driver: psycopg 3." in out and "(binary, libpq " in out
     assert out.rstrip().endswith("result: OK")
 
 

@@ -914,3 +914,49 @@ def test_scanning_a_photo_folder_from_the_app_finds_people_and_strangers(
               for i in range(people_page.photos_dialog.files.count())}
     assert listed == {str(p) for p in (archive / "2021").iterdir()}
     people_page.photos_dialog.close()
+
+
+def test_a_shared_gallery_on_a_server_from_settings(qtbot, open_window, photos, pg_server,
+                                                    tmp_path, monkeypatch):
+    """Settings > Shared gallery on a server: the window uses the server's gallery,
+    its events carry this station's name, and the Events page filters by station."""
+    from faceapp.core.gallery import Gallery
+
+    name = pg_server.create_database(f"ui_{os.urandom(4).hex()}")
+    try:
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"127.0.0.1:{pg_server.port}:*:{pg_server.admin_user}:"
+                          f"{pg_server.admin_password}\n")
+        pgpass.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
+        url = f"postgresql://{pg_server.admin_user}@127.0.0.1:{pg_server.port}/{name}"
+        with Gallery(url, station="front-door") as other:  # another station's event
+            other.add_event(None, 0.2, "door camera")
+        window = open_window()
+        page = window.settings_page
+        page.use_server(pg_server.url(name))  # a password in it is refused, named
+        assert "password" in window.banner.text()
+        page.station_name.setText("back office")
+        page.rename_station()
+        page.use_server(url)
+        wait_idle(qtbot)
+        assert window.state.gallery_path == url and window.state.gallery.remote
+        assert page.gallery_path.text() == url
+        enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
+        with Gallery(url) as seen_elsewhere:
+            assert [(p.name, p.face_count) for p in seen_elsewhere.people()] == [("Bob", 2)]
+        window.state.gallery.add_event(None, 0.3, "desk camera")
+        window.go_to(window.events)
+        events = window.events
+        qtbot.waitUntil(lambda: events.station.count() == 3, timeout=WAIT)
+        assert [events.station.itemText(i) for i in range(3)] == \
+            ["All stations", "back office", "front-door"]
+        events.station.setCurrentIndex(events.station.findData("front-door"))
+        qtbot.waitUntil(lambda: events.table.rowCount() == 1
+                        and events.table.item(0, 6).text() == "front-door", timeout=WAIT)
+        assert window.state.settings.gallery_path == url  # kept for the next start
+    finally:
+        if "window" in locals():
+            window.close()  # the app lets go of the server's database first
+            wait_idle(qtbot)
+        pg_server.drop_database(name)

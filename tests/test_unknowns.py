@@ -244,11 +244,11 @@ def _face(rng, vector, seen=None, path=None) -> UnknownFace:
                        seen=seen)
 
 
-def test_split_and_remove_change_only_what_was_asked(tmp_path):
+def test_split_and_remove_change_only_what_was_asked(new_location):
     rng = np.random.default_rng(3)
     person = _unit(rng.normal(size=128))
     faces = [_face(rng, _unit(person + 0.02 * rng.normal(size=128))) for _ in range(6)]
-    with Gallery(tmp_path / "g.db") as g:
+    with Gallery(new_location()) as g:  # a file, and a gallery server
         store = UnknownFaces(g, "m:int8", 128, 0.9)
         kept = store.add(faces)
         assert len({c for _f, c in kept}) == 1

@@ -547,7 +547,7 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
         if vectors and new_face_id:
             model_id, dim = embedder.model_id, embedder.dim
             gallery._check_dim(db, model_id, dim)
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
                 [(new, model_id, dim, np.asarray(vectors[old], np.float32).tobytes())
                  for old, new in new_face_id.items()])

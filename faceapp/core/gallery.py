@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sqlite3
 import stat
 import threading
@@ -40,13 +41,13 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from .gallery_files import (  # noqa: F401  (re-exported: the gallery's public names)
     APP_ID,
     SQLITE_APPLICATION_ID,
     GalleryError,
     GalleryLocked,
+    GalleryUnavailable,
     NameTaken,
     NotFound,
     _backup_path,
@@ -64,18 +65,15 @@ from .gallery_files import (  # noqa: F401  (re-exported: the gallery's public n
 from .gallery_events import Event, EventDetails, EventLog, _csv_text  # noqa: F401
 from .gallery_values import _TIME_FORMAT, _check_id, _fmt_time, _parse_time, utc_now  # noqa: F401
 from .gallery_schema import (  # noqa: F401
-    _SCHEMA,
     MIGRATIONS,
     SCHEMA_VERSION,
     crop_digest,
     decode_crop,
     encode_crop,
+    schema_statements,
 )
-
-if not hasattr(sqlite_utils.Database, "atomic"):  # pragma: no cover
-    # before 4.0, sqlite-utils' insert/update/delete committed any open transaction,
-    # which would split an enrollment into several
-    raise ImportError("faceapp's gallery needs sqlite-utils 4.0 or later")
+from .gallery_location import is_server_location
+from .gallery_sql import SQLITE, Sql
 
 DEFAULT_TIMEOUT = 10.0
 MAX_NAME_LENGTH = 200
@@ -213,15 +211,32 @@ def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- gallery
 
+def default_station() -> str:
+    """The name this machine's events carry: FACEAPP_STATION, or the host name."""
+    return (os.environ.get("FACEAPP_STATION") or socket.gethostname() or "station")[:100]
+
+
 class Gallery(EventLog):
     """One gallery file. Thread-safe (one connection behind a lock); several
-    processes may open the same file."""
+    processes may open the same file. A ``postgresql://`` location opens the same
+    gallery on a server instead (gallery_server.ServerGallery)."""
+
+    remote = False  # a server shared by stations (ServerGallery), not a file
+
+    def __new__(cls, location=None, *args, **kwargs):
+        if cls is Gallery and is_server_location(location):
+            from .gallery_server import ServerGallery
+
+            return super().__new__(ServerGallery)
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
-                 read_only: bool | None = None):
+                 read_only: bool | None = None, station: str | None = None):
         """read_only: None opens an existing gallery read-only when this user cannot
         write it or its folder (a gallery on a CD, another user's file); reads work,
-        writes raise GalleryError."""
+        writes raise GalleryError. station: the name its events are recorded with
+        (default_station())."""
+        self.station = station or default_station()
         self._path = Path(path)
         self._timeout = float(timeout)
         if read_only is None:
@@ -230,7 +245,7 @@ class Gallery(EventLog):
         self.read_only = bool(read_only)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        self._db: sqlite_utils.Database | None = None
+        self._db: Sql | None = None
         self.last_backup: Path | None = None  # the copy made before a migration, if any
 
         state = _inspect(self._path, self._timeout)
@@ -260,8 +275,7 @@ class Gallery(EventLog):
         try:
             with _translated(self._path, self._timeout):
                 self._conn = conn
-                self._db = sqlite_utils.Database(conn, execute_plugins=False,
-                                                 recursive_triggers=False)
+                self._db = Sql(conn, SQLITE)
                 conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
                 conn.execute("PRAGMA secure_delete = ON")
                 if state.version is not None and state.version < SCHEMA_VERSION:
@@ -301,7 +315,7 @@ class Gallery(EventLog):
         except sqlite3.Error as exc:
             raise _sqlite_message(self._path, exc, self._timeout) from exc
         self._conn = conn
-        self._db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+        self._db = Sql(conn, SQLITE)
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT) -> Gallery:
@@ -336,14 +350,14 @@ class Gallery(EventLog):
 
     # ---------------------------------------------------------------- transactions
 
-    def _require(self) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
+    def _require(self) -> tuple[sqlite3.Connection, Sql]:
         if self._conn is None or self._db is None:
             raise GalleryError(f"the gallery {self._path} is closed")
         return self._conn, self._db
 
     @contextmanager
     def _write(self, *, bump: bool = True,
-               wait: float | None = None) -> Iterator[sqlite_utils.Database]:
+               wait: float | None = None) -> Iterator[Sql]:
         """One write transaction. bump: the change concerns people, faces or
         embeddings, so in-memory indices must rebuild (events do not bump). wait: how
         long to wait for another program's lock (default: the gallery's timeout)."""
@@ -366,7 +380,7 @@ class Gallery(EventLog):
                     conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite_utils.Database]:
+    def _read(self) -> Iterator[Sql]:
         """A read transaction: every query in it sees the same snapshot."""
         with self._lock:
             conn, db = self._require()
@@ -395,9 +409,8 @@ class Gallery(EventLog):
             # another process may have set the file up since it was inspected
             version = _read_meta(db, self._path)
             if version is None:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in schema_statements(SQLITE):
+                    conn.execute(statement)
                 db["meta"].insert_all([
                     {"key": "app", "value": APP_ID},
                     {"key": "schema_version", "value": str(SCHEMA_VERSION)},
@@ -467,20 +480,20 @@ class Gallery(EventLog):
                       flagged_count=row[6] or 0)
 
     _PERSON_SQL = ("SELECT p.id, p.name, p.created, p.updated, p.notes, count(f.id), "
-                   "coalesce(sum(f.flagged), 0) FROM people p "
+                   "CAST(coalesce(sum(f.flagged), 0) AS INTEGER) FROM people p "
                    "LEFT JOIN faces f ON f.person_id = p.id ")
 
-    def _find_id(self, db: sqlite_utils.Database, name: str) -> int | None:
+    def _find_id(self, db: Sql, name: str) -> int | None:
         row = db.execute("SELECT id FROM people WHERE name_key = ?", [name_key(name)]).fetchone()
         return row[0] if row else None
 
-    def _require_person(self, db: sqlite_utils.Database, person_id) -> int:
+    def _require_person(self, db: Sql, person_id) -> int:
         pid = _check_id(person_id, "person")
         if db.execute("SELECT 1 FROM people WHERE id = ?", [pid]).fetchone() is None:
             raise NotFound(f"no person with id {pid}")
         return pid
 
-    def _insert_person(self, db: sqlite_utils.Database, name: str, notes: str = "",
+    def _insert_person(self, db: Sql, name: str, notes: str = "",
                        created: str | None = None) -> int:
         clean = normalize_name(name)
         if self._find_id(db, clean) is not None:
@@ -642,14 +655,14 @@ class Gallery(EventLog):
             vectors[_check_model_id(model_id)] = _as_matrix(matrix, len(rows), model_id)
         return rows, vectors
 
-    def _check_dim(self, db: sqlite_utils.Database, model_id: str, dim: int) -> None:
+    def _check_dim(self, db: Sql, model_id: str, dim: int) -> None:
         row = db.execute("SELECT dim FROM embeddings WHERE model_id = ? AND dim != ? LIMIT 1",
                          [model_id, dim]).fetchone()
         if row is not None and row[0] != dim:
             raise GalleryError(f"model {model_id!r} has {row[0]}-d embeddings in the gallery, "
                                f"not {dim}-d; drop_embeddings({model_id!r}) first")
 
-    def _insert_faces(self, db: sqlite_utils.Database, person_id: int, rows: list[dict],
+    def _insert_faces(self, db: Sql, person_id: int, rows: list[dict],
                       vectors: dict[str, np.ndarray]) -> list[int | None]:
         """The new faces' ids, in the order of rows; None where the person already has
         that crop (the unique index decides, so two imports at once cannot both add
@@ -666,7 +679,7 @@ class Gallery(EventLog):
             face_ids.append(found[0] if found else None)
         for model_id, matrix in vectors.items():
             self._check_dim(db, model_id, matrix.shape[1])
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
                 [(fid, model_id, matrix.shape[1], vec.tobytes())
                  for fid, vec in zip(face_ids, matrix) if fid is not None])
@@ -696,7 +709,7 @@ class Gallery(EventLog):
             pid = self._require_person(db, person_id)
             return [f for f in self._insert_faces(db, pid, rows, vectors) if f is not None]
 
-    def _require_face(self, db: sqlite_utils.Database, face_id) -> int:
+    def _require_face(self, db: Sql, face_id) -> int:
         fid = _check_id(face_id, "face")
         if db.execute("SELECT 1 FROM faces WHERE id = ?", [fid]).fetchone() is None:
             raise NotFound(f"no face with id {fid}")
@@ -769,9 +782,10 @@ class Gallery(EventLog):
             self._check_dim(db, model_id, dim)
             for fid in ids:
                 self._require_face(db, fid)
-            db.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings(face_id, model_id, dim, vector) "
-                "VALUES (?, ?, ?, ?)",
+            db.executemany(
+                "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(face_id, model_id) DO UPDATE SET dim = excluded.dim, "
+                "vector = excluded.vector",
                 [(fid, model_id, dim, vec.tobytes()) for fid, vec in zip(ids, matrix)])
 
     def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ class Event:
     runner_up: str | None = None  # the second nearest person's name
     runner_up_score: float | None = None
     box: tuple[float, float, float, float] | None = None  # the face in the source image
+    station: str = ""  # the station that saw it (several share a gallery on a server)
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,13 @@ class EventLog:
 
     def add_event(self, person_id: int | None, score: float | None, source: str = "",
                   thumbnail_jpeg: bytes | None = None, time: datetime | None = None,
-                  details: EventDetails | None = None, wait: float | None = None) -> int:
+                  details: EventDetails | None = None, wait: float | None = None,
+                  uid: str | None = None) -> int | None:
         """Record a recognition (person_id None: an unknown face). The current names
-        of the person and of the nearest people are stored with it."""
+        of the person and of the nearest people are stored with it, and this
+        gallery's station. uid: the event's own id, made where it was seen; an event
+        sent again with the same uid (after a lost answer) is stored once, and None
+        is returned for the copy."""
         if score is not None:
             score = float(score)
             if not math.isfinite(score):
@@ -66,6 +72,7 @@ class EventLog:
         if details.box is not None:
             box = json.dumps([round(float(v), 1) for v in details.box])
         when = _fmt_time(time if time is not None else utc_now())
+        uid = uid or uuid.uuid4().hex
         with self._write(bump=False, wait=wait) as db:
             def name_of(pid):  # a person deleted meanwhile leaves no name
                 row = db.execute("SELECT name FROM people WHERE id = ?",
@@ -73,23 +80,28 @@ class EventLog:
                 return row[0] if row else None
 
             pid = self._require_person(db, person_id) if person_id is not None else None
-            return db["events"].insert({
+            record = {
                 "time": when, "person_id": pid, "name": name_of(pid), "score": score,
                 "source": source, "thumbnail": thumbnail_jpeg, "reason": details.reason,
                 "nearest": name_of(details.nearest_id),
                 "runner_up": name_of(details.runner_up_id),
                 "runner_up_score": (None if details.runner_up_score is None
                                     else float(details.runner_up_score)),
-                "box": box}).last_pk
+                "box": box, "station": self.station, "uid": uid}
+            row = db.execute(f"INSERT INTO events({', '.join(record)}) "
+                             f"VALUES ({', '.join('?' * len(record))}) "
+                             "ON CONFLICT(uid) DO NOTHING RETURNING id",
+                             list(record.values())).fetchone()
+            return row[0] if row else None
 
     def events(self, person_id: int | None = None, since: datetime | None = None,
                until: datetime | None = None, unknown_only: bool = False,
-               limit: int | None = 1000) -> list[Event]:
+               limit: int | None = 1000, station: str | None = None) -> list[Event]:
         """Newest first. since is inclusive, until exclusive; unknown_only: faces that
-        matched nobody."""
-        where, params = self._event_filter(person_id, since, until, unknown_only)
+        matched nobody; station: only those this station saw."""
+        where, params = self._event_filter(person_id, since, until, unknown_only, station)
         sql = ("SELECT id, time, person_id, name, score, source, thumbnail IS NOT NULL, "
-               "reason, nearest, runner_up, runner_up_score, box "
+               "reason, nearest, runner_up, runner_up_score, box, station "
                f"FROM events{where} ORDER BY time DESC, id DESC")
         if limit is not None:
             sql += " LIMIT ?"
@@ -98,12 +110,22 @@ class EventLog:
             return [Event(id=r[0], time=_parse_time(r[1]), person_id=r[2], name=r[3],
                           score=r[4], source=r[5], has_thumbnail=bool(r[6]), reason=r[7],
                           nearest=r[8], runner_up=r[9], runner_up_score=r[10],
-                          box=tuple(json.loads(r[11])) if r[11] else None)
+                          box=tuple(json.loads(r[11])) if r[11] else None, station=r[12])
                     for r in db.execute(sql, params)]
 
+    def stations(self) -> list[str]:
+        """The stations that recorded events, by name."""
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT station FROM events "
+                                             "WHERE station != '' ORDER BY station")]
+
     @staticmethod
-    def _event_filter(person_id, since, until, unknown_only) -> tuple[str, list]:
+    def _event_filter(person_id, since, until, unknown_only,
+                      station=None) -> tuple[str, list]:
         clauses, params = [], []
+        if station is not None:
+            clauses.append("station = ?")
+            params.append(str(station))
         if person_id is not None:
             clauses.append("person_id = ?")
             params.append(_check_id(person_id, "person"))
@@ -127,30 +149,31 @@ class EventLog:
 
     def export_events_csv(self, path: str | os.PathLike, person_id: int | None = None,
                           since: datetime | None = None, until: datetime | None = None,
-                          unknown_only: bool = False) -> int:
+                          unknown_only: bool = False, station: str | None = None) -> int:
         """Write time, name ("unknown" for faces that matched nobody), score, source,
-        why (reason, nearest, runner-up and its score) and the face's box, oldest
-        first, to a new owner-only file (replaced atomically). Returns the number of
-        rows."""
-        where, params = self._event_filter(person_id, since, until, unknown_only)
+        why (reason, nearest, runner-up and its score), the face's box and the
+        station, oldest first, to a new owner-only file (replaced atomically).
+        Returns the number of rows."""
+        where, params = self._event_filter(person_id, since, until, unknown_only, station)
         with self._read() as db:
             rows = db.execute("SELECT time, name, score, source, reason, nearest, runner_up, "
-                              f"runner_up_score, box FROM events{where} ORDER BY time, id",
-                              params).fetchall()
+                              f"runner_up_score, box, station FROM events{where} "
+                              "ORDER BY time, id", params).fetchall()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["time", "name", "score", "source", "reason", "nearest", "runner_up",
-                         "runner_up_score", "box"])
+                         "runner_up_score", "box", "station"])
 
         def number(value):
             return "" if value is None else f"{value:.6g}"
 
-        for when, name, score, source, reason, nearest, runner_up, second, box in rows:
+        for when, name, score, source, reason, nearest, runner_up, second, box, station in rows:
             writer.writerow([when, _csv_text(name if name is not None else "unknown"),
                              number(score), _csv_text(source), reason,
                              _csv_text(nearest or ""), _csv_text(runner_up or ""),
                              number(second),
-                             " ".join(str(v) for v in json.loads(box)) if box else ""])
+                             " ".join(str(v) for v in json.loads(box)) if box else "",
+                             _csv_text(station)])
         write_private_file(Path(path), buf.getvalue().encode("utf-8"))
         return len(rows)
 

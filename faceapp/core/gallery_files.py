@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from .gallery_schema import SCHEMA_VERSION
+from .gallery_sql import SQLITE, Sql
 
 APP_ID = "faceapp-gallery"
 SQLITE_APPLICATION_ID = 0x46414347  # "FACG" in the file header, for file(1) and friends
@@ -34,6 +33,10 @@ class GalleryError(Exception):
 
 class GalleryLocked(GalleryError):
     """Another program held the gallery locked for longer than the timeout."""
+
+
+class GalleryUnavailable(GalleryError):
+    """The gallery's server cannot be reached now (stopped, restarting, network)."""
 
 
 class NotFound(GalleryError, LookupError):
@@ -124,7 +127,7 @@ def _check_header(path: Path, header: bytes, size: int) -> None:
                            f"({size} of {pages * page_size} bytes)")
 
 
-def _read_meta(db: sqlite_utils.Database, path: Path) -> int | None:
+def _read_meta(db: Sql, path: Path) -> int | None:
     """The schema version of a gallery; None for a database with nothing in it.
     Raises GalleryError for anything that is not a gallery this code can open."""
     tables = db.table_names()
@@ -146,6 +149,12 @@ def _read_meta(db: sqlite_utils.Database, path: Path) -> int | None:
     except sqlite3.OperationalError as exc:
         raise GalleryError(f"{path} is not a faceapp gallery: its meta table is "
                            f"unreadable ({exc})") from exc
+    return check_meta(meta, path)
+
+
+def check_meta(meta: dict, path) -> int:
+    """The schema version a gallery's meta table gives, if this code can use it (on
+    either backend); GalleryError for another program's data or a newer gallery."""
     if meta.get("app") != APP_ID:
         raise GalleryError(f"{path} is not a faceapp gallery: it belongs to "
                            f"{meta.get('app') or 'another program'!r}")
@@ -193,7 +202,7 @@ def _inspect(path: Path, timeout: float) -> _FileState:
         except sqlite3.Error as exc:
             raise _sqlite_message(path, exc, timeout) from exc
         try:
-            db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+            db = Sql(conn, SQLITE)
             check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if check != "ok":
                 raise GalleryError(f"the gallery {path} is damaged ({check}); restore it "

@@ -1,7 +1,8 @@
-"""What a gallery file holds: the schema, the stored form of a face sample, and the
-migrations from every older version (the only place schema changes live).
+"""What a gallery holds, in a file or on a server: the schema, the stored form of a
+face sample, and the migrations from every older version (the only place schema
+changes live).
 
-Layout (schema version 5)::
+Layout (schema version 6)::
 
     meta(key, value)              app id, schema_version, created, data_version
     people(id, name, name_key, created, updated, notes,
@@ -11,7 +12,8 @@ Layout (schema version 5)::
           unique (person_id, content_hash): one person holds each crop once
     embeddings(face_id -> faces ON DELETE CASCADE, model_id, dim, vector f32 blob)
     events(id, time, person_id -> people ON DELETE SET NULL, score, source,
-           thumbnail JPEG, name, reason, nearest, runner_up, runner_up_score, box)
+           thumbnail JPEG, name, reason, nearest, runner_up, runner_up_score, box,
+           station, uid UNIQUE)   the station that saw it; an id made there
     unknown_clusters(id, created, ignored)
     unknown_faces(id, cluster_id -> unknown_clusters ON DELETE CASCADE, seen, source,
                   path, box, crop JPEG, landmarks, quality, enrollable, model_id,
@@ -32,7 +34,8 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
-import sqlite_utils
+
+from .gallery_sql import Sql
 
 def encode_crop(crop: np.ndarray) -> bytes:
     """H x W x 3 uint8 RGB -> PNG bytes (lossless)."""
@@ -56,9 +59,106 @@ def decode_crop(png: bytes) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-# ------------------------------------------------------------------------ schema v5
+# ------------------------------------------------------------------- schema v6
+# defined once for both backends in gallery_tables.py (SQLAlchemy)
 
-_UNKNOWNS_SCHEMA = """
+SCHEMA_VERSION = 6
+DEFAULT_UNKNOWN_RETENTION_DAYS = 30
+
+
+def schema_statements(dialect: str) -> list[str]:
+    """The DDL that creates an empty gallery of this version on this backend."""
+    from .gallery_tables import create_statements
+
+    return create_statements(dialect)
+
+
+class _Statements:
+    """Collects what Alembic renders in its offline ("as SQL") mode."""
+
+    def __init__(self):
+        self.statements: list[str] = []
+
+    def write(self, text: str) -> None:
+        text = text.strip()
+        if text:
+            self.statements.append(text.removesuffix(";"))
+
+    def flush(self) -> None:
+        pass
+
+
+def _alembic(db, build: Callable) -> None:
+    """Run a migration step written with Alembic's operations (add_column,
+    create_index, batch_alter_table, ...): Alembic renders each operation for this
+    backend's dialect, and the statements run in the gallery's own transaction."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    out = _Statements()
+    context = MigrationContext.configure(dialect_name=db.dialect,
+                                         opts={"as_sql": True, "output_buffer": out})
+    build(Operations(context))
+    for statement in out.statements:
+        db.execute(statement)
+
+
+def _migrate_1_to_2(db: Sql) -> None:
+    """v2: faces can be flagged ("this was not X"), events keep the name at the time."""
+    if "flagged" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0 "
+                   "CHECK (flagged IN (0, 1))")
+    if "name" not in db["events"].columns_dict:
+        db.execute("ALTER TABLE events ADD COLUMN name TEXT")
+    db.execute("UPDATE events SET name = (SELECT people.name FROM people "
+               "WHERE people.id = events.person_id) WHERE name IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS events_unknown ON events(time) WHERE name IS NULL")
+    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('data_version', '0')")
+
+
+_EVENT_DETAIL_COLUMNS = {"reason": "TEXT NOT NULL DEFAULT ''", "nearest": "TEXT",
+                         "runner_up": "TEXT", "runner_up_score": "REAL", "box": "TEXT"}
+
+
+def _migrate_2_to_3(db: Sql) -> None:
+    """v3: events say why (reason, nearest people) and where (the face's box)."""
+    columns = db["events"].columns_dict
+    for column, kind in _EVENT_DETAIL_COLUMNS.items():
+        if column not in columns:
+            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+    db.execute("UPDATE events SET reason = 'match' WHERE name IS NOT NULL AND reason = ''")
+
+
+def crop_digest(crop: np.ndarray) -> bytes:
+    """A sample's identity: the sha256 of its decoded pixels (and their shape). The
+    same photo imported twice, by whatever path, gives the same crop."""
+    crop = np.ascontiguousarray(crop)
+    return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).digest()
+
+
+def _migrate_3_to_4(db: Sql) -> None:
+    """v4: a sample's identity is its content; one person holds each crop once,
+    enforced by a unique index (duplicates made by earlier imports are removed)."""
+    if "content_hash" not in db["faces"].columns_dict:
+        db.execute("ALTER TABLE faces ADD COLUMN content_hash BLOB NOT NULL DEFAULT x''")
+    seen: set[tuple[int, bytes]] = set()
+    for fid, pid, crop in db.execute("SELECT id, person_id, crop FROM faces ORDER BY id"
+                                     ).fetchall():
+        try:
+            digest = crop_digest(decode_crop(crop))
+        except ValueError:  # a damaged crop keeps an identity of its own
+            digest = hashlib.sha256(b"damaged:" + crop).digest()
+        if (pid, digest) in seen:
+            db.execute("DELETE FROM faces WHERE id = ?", [fid])
+            continue
+        seen.add((pid, digest))
+        db.execute("UPDATE faces SET content_hash = ? WHERE id = ?", [digest, fid])
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS faces_content "
+               "ON faces(person_id, content_hash)")
+
+
+# the tables v5 added, as v5 wrote them (a migration never changes once released)
+_UNKNOWNS_V5 = """
 CREATE TABLE unknown_clusters (
     id      INTEGER PRIMARY KEY,
     created TEXT NOT NULL,
@@ -104,136 +204,45 @@ CREATE TABLE scanned_files (
 );
 """
 
-SCHEMA_VERSION = 5
-DEFAULT_UNKNOWN_RETENTION_DAYS = 30
 
-_SCHEMA = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE people (
-    id       INTEGER PRIMARY KEY,
-    name     TEXT NOT NULL,
-    name_key TEXT NOT NULL UNIQUE,
-    created  TEXT NOT NULL,
-    updated  TEXT NOT NULL,
-    notes    TEXT NOT NULL DEFAULT '',
-    portrait_id INTEGER REFERENCES faces(id) ON DELETE SET NULL
-);
-CREATE TABLE faces (
-    id        INTEGER PRIMARY KEY,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    crop      BLOB NOT NULL,
-    landmarks TEXT NOT NULL,
-    quality   REAL NOT NULL,
-    source    TEXT NOT NULL DEFAULT '',
-    created   TEXT NOT NULL,
-    flagged   INTEGER NOT NULL DEFAULT 0 CHECK (flagged IN (0, 1)),
-    content_hash BLOB NOT NULL DEFAULT x''
-);
-CREATE INDEX faces_person ON faces(person_id);
-CREATE UNIQUE INDEX faces_content ON faces(person_id, content_hash);
-CREATE TABLE embeddings (
-    face_id  INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
-    model_id TEXT NOT NULL,
-    dim      INTEGER NOT NULL CHECK (dim > 0),
-    vector   BLOB NOT NULL CHECK (length(vector) = 4 * dim),
-    PRIMARY KEY (face_id, model_id)
-);
-CREATE INDEX embeddings_model ON embeddings(model_id);
-CREATE TABLE events (
-    id        INTEGER PRIMARY KEY,
-    time      TEXT NOT NULL,
-    person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
-    score     REAL,
-    source    TEXT NOT NULL DEFAULT '',
-    thumbnail BLOB,
-    name      TEXT,
-    reason    TEXT NOT NULL DEFAULT '',
-    nearest   TEXT,
-    runner_up TEXT,
-    runner_up_score REAL,
-    box       TEXT
-);
-CREATE INDEX events_time ON events(time);
-CREATE INDEX events_person ON events(person_id, time);
-CREATE INDEX events_unknown ON events(time) WHERE name IS NULL;
-""" + _UNKNOWNS_SCHEMA
-
-
-def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
-    """v2: faces can be flagged ("this was not X"), events keep the name at the time."""
-    if "flagged" not in db["faces"].columns_dict:
-        db.execute("ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0 "
-                   "CHECK (flagged IN (0, 1))")
-    if "name" not in db["events"].columns_dict:
-        db.execute("ALTER TABLE events ADD COLUMN name TEXT")
-    db.execute("UPDATE events SET name = (SELECT people.name FROM people "
-               "WHERE people.id = events.person_id) WHERE name IS NULL")
-    db.execute("CREATE INDEX IF NOT EXISTS events_unknown ON events(time) WHERE name IS NULL")
-    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('data_version', '0')")
-
-
-_EVENT_DETAIL_COLUMNS = {"reason": "TEXT NOT NULL DEFAULT ''", "nearest": "TEXT",
-                         "runner_up": "TEXT", "runner_up_score": "REAL", "box": "TEXT"}
-
-
-def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
-    """v3: events say why (reason, nearest people) and where (the face's box)."""
-    columns = db["events"].columns_dict
-    for column, kind in _EVENT_DETAIL_COLUMNS.items():
-        if column not in columns:
-            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
-    db.execute("UPDATE events SET reason = 'match' WHERE name IS NOT NULL AND reason = ''")
-
-
-def crop_digest(crop: np.ndarray) -> bytes:
-    """A sample's identity: the sha256 of its decoded pixels (and their shape). The
-    same photo imported twice, by whatever path, gives the same crop."""
-    crop = np.ascontiguousarray(crop)
-    return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).digest()
-
-
-def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
-    """v4: a sample's identity is its content; one person holds each crop once,
-    enforced by a unique index (duplicates made by earlier imports are removed)."""
-    if "content_hash" not in db["faces"].columns_dict:
-        db.execute("ALTER TABLE faces ADD COLUMN content_hash BLOB NOT NULL DEFAULT x''")
-    seen: set[tuple[int, bytes]] = set()
-    for fid, pid, crop in db.execute("SELECT id, person_id, crop FROM faces ORDER BY id"
-                                     ).fetchall():
-        try:
-            digest = crop_digest(decode_crop(crop))
-        except ValueError:  # a damaged crop keeps an identity of its own
-            digest = hashlib.sha256(b"damaged:" + crop).digest()
-        if (pid, digest) in seen:
-            db.execute("DELETE FROM faces WHERE id = ?", [fid])
-            continue
-        seen.add((pid, digest))
-        db.execute("UPDATE faces SET content_hash = ? WHERE id = ?", [digest, fid])
-    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS faces_content "
-               "ON faces(person_id, content_hash)")
-
-
-def _migrate_4_to_5(db: sqlite_utils.Database) -> None:
+def _migrate_4_to_5(db: Sql) -> None:
     """v5: unknown faces, their clusters, where `scan` saw each face, and the
     portrait a person chose among their samples."""
     if "portrait_id" not in db["people"].columns_dict:
         db.execute("ALTER TABLE people ADD COLUMN portrait_id INTEGER "
                    "REFERENCES faces(id) ON DELETE SET NULL")
-    for statement in _UNKNOWNS_SCHEMA.split(";"):
+    for statement in _UNKNOWNS_V5.split(";"):
         if statement.strip():
             db.execute(statement)
 
 
+def _migrate_5_to_6(db: Sql) -> None:
+    """v6: every event names the station that saw it and carries an id made there
+    (a queued event sent twice is stored once). The first step written for both
+    backends: a gallery on a server starts at v6, so the steps before are SQLite's."""
+    import sqlalchemy as sa
+
+    def build(op) -> None:
+        columns = db["events"].columns_dict
+        if "station" not in columns:
+            op.add_column("events", sa.Column("station", sa.Text, nullable=False,
+                                              server_default=""))
+        if "uid" not in columns:
+            op.add_column("events", sa.Column("uid", sa.Text))
+        op.create_index("events_uid", "events", ["uid"], unique=True)
+        op.create_index("events_station", "events", ["station", "time"])
+
+    _alembic(db, build)
+
+
 # MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
-# transaction with foreign keys off (so a later one may rebuild a table); the
-# foreign keys are checked before the commit.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+# transaction (on a file with foreign keys off, so a later one may rebuild a table);
+# the foreign keys are checked before the commit.
+MIGRATIONS: list[Callable[[Sql], None]] = [
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
     _migrate_4_to_5,
+    _migrate_5_to_6,
 ]
 assert len(MIGRATIONS) + 1 == SCHEMA_VERSION

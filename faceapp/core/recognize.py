@@ -10,6 +10,7 @@ so live video stays fast and names do not flicker.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -20,6 +21,7 @@ from .detect import Face, MTCNNDetector
 from .embed import Embedder
 from .imageio import as_rgb8
 from .gallery import EventDetails, NotFound
+from .gallery_files import GalleryUnavailable
 from .identify import POOR_QUALITY, TRACK_VOTE, Decision, Identifier
 from .models import ModelPack
 from .operating import OperatingPoint
@@ -29,6 +31,10 @@ from .unknowns import UnknownFace, UnknownFaces, retention_days
 # Decisions whose face is kept as an unknown face (poor-quality faces are not; an
 # ambiguous face is near two enrolled people, so it is probably one of them).
 KEPT_AS_UNKNOWN = ("below threshold", "no gallery")
+
+# How often a station asks its gallery server whether the gallery changed (seconds):
+# a person enrolled at one desk is recognised at the others within this.
+SERVER_POLL = 0.5
 
 DEFAULT_DETECTOR = "mtcnn-v1"
 DEFAULT_EMBEDDER = "dlib-resnet-v1"
@@ -172,21 +178,31 @@ class Tracker:
 
 
 class EventWriter:
-    """Writes events (and unknown faces) without ever stopping recognition: while
-    another program holds the gallery's write lock, they wait in memory (the newest
-    MAX_PENDING) and are written when it is free, retrying with a growing pause (1 s
-    up to RETRY_MAX)."""
+    """Writes events (and unknown faces) without ever stopping recognition.
+
+    While another program holds the gallery's write lock, they wait in memory (the
+    newest MAX_PENDING) and are written when it is free, retrying with a growing
+    pause (1 s up to RETRY_MAX). While a gallery server cannot be reached, events go
+    to a local spool file (event_spool.py) and are sent, oldest first and each once,
+    when it is back; unknown faces wait in memory meanwhile."""
 
     MAX_PENDING = 2000
     WAIT = 0.5  # seconds one try waits for the lock (recognition is waiting too)
     RETRY_MAX = 30.0
 
-    def __init__(self, gallery, unknowns: UnknownFaces | None = None):
+    def __init__(self, gallery, unknowns: UnknownFaces | None = None, spool=None):
         self.gallery = gallery
         self.unknowns = unknowns
-        self.pending: list = []  # event tuples and UnknownFace objects, in order
+        self.pending: list = []  # QueuedEvent and UnknownFace objects, in order
         self.dropped = 0  # past MAX_PENDING while locked
         self.locked_since: float | None = None  # monotonic time; None: saving normally
+        self.offline_since: float | None = None  # the server could not be reached
+        if spool is None and getattr(gallery, "remote", False):
+            from .event_spool import EventSpool, spool_path_for
+
+            spool = EventSpool(spool_path_for(str(gallery.path)))
+        self.spool = spool
+        self.spooled = len(spool) if spool is not None else 0
         self._retry_at = 0.0
         self._pause = 1.0
 
@@ -194,8 +210,17 @@ class EventWriter:
     def paused(self) -> bool:
         return self.locked_since is not None
 
-    def add(self, *event) -> None:
-        self._queue(event)
+    @property
+    def offline(self) -> bool:
+        return self.offline_since is not None
+
+    def add(self, person_id, score, source, thumbnail, details) -> None:
+        from .event_spool import QueuedEvent
+        from .gallery_values import _fmt_time, utc_now
+
+        # its id and time are fixed now: sent later, or twice, it is the same event
+        self._queue(QueuedEvent(uuid.uuid4().hex, _fmt_time(utc_now()), person_id, score,
+                                source, thumbnail, details))
 
     def keep(self, face: UnknownFace) -> None:
         """Keep an unknown face (in order with the events)."""
@@ -203,10 +228,34 @@ class EventWriter:
 
     def _queue(self, item) -> None:
         self.pending.append(item)
+        if self.offline_since is not None:
+            self._spool_pending()  # on disk at once: the station may be closed before
         if len(self.pending) > self.MAX_PENDING:
             del self.pending[0]
             self.dropped += 1
         self.flush()
+
+    def _send(self, event, wait: float) -> None:
+        from .gallery_values import _parse_time
+
+        when = _parse_time(event.time)
+        try:
+            self.gallery.add_event(event.person_id, event.score, event.source, event.thumbnail,
+                                   time=when, details=event.details, wait=wait, uid=event.uid)
+        except NotFound:  # the person was deleted meanwhile
+            self.gallery.add_event(None, event.score, event.source, event.thumbnail,
+                                   time=when, details=event.details, wait=wait, uid=event.uid)
+
+    def _spool_pending(self) -> None:
+        from .event_spool import QueuedEvent
+
+        if self.spool is None:
+            return
+        events = [item for item in self.pending if isinstance(item, QueuedEvent)]
+        if events:
+            self.spool.put(events)
+            self.spooled += len(events)
+            self.pending = [item for item in self.pending if not isinstance(item, QueuedEvent)]
 
     def flush(self, force: bool = False, wait: float | None = None) -> None:
         """Write what waits (force: now, not at the next retry time; wait: seconds to
@@ -215,9 +264,18 @@ class EventWriter:
 
         wait = self.WAIT if wait is None else wait
         now = time.monotonic()
-        if not self.pending or (not force and now < self._retry_at):
+        if not (self.pending or self.spooled) or (not force and now < self._retry_at):
             return
         try:
+            while self.spooled:
+                batch = self.spool.oldest()
+                if not batch:
+                    self.spooled = 0
+                    break
+                for event in batch:
+                    self._send(event, wait)
+                    self.spool.remove(event.uid)  # only once the server has it
+                    self.spooled -= 1
             while self.pending:
                 if isinstance(self.pending[0], UnknownFace):
                     if self.unknowns is not None:
@@ -227,21 +285,25 @@ class EventWriter:
                             self.dropped += 1
                     self.pending.pop(0)
                     continue
-                person_id, score, source, thumbnail, details = self.pending[0]
-                try:
-                    self.gallery.add_event(person_id, score, source, thumbnail,
-                                           details=details, wait=wait)
-                except NotFound:  # the person was deleted meanwhile
-                    self.gallery.add_event(None, score, source, thumbnail,
-                                           details=details, wait=wait)
+                self._send(self.pending[0], wait)
                 self.pending.pop(0)
         except GalleryLocked:
             if self.locked_since is None:
                 self.locked_since = now
-            self._retry_at = now + self._pause
-            self._pause = min(self._pause * 2, self.RETRY_MAX)
+            self._retry_later(now)
             return
-        self.locked_since, self._pause = None, 1.0
+        except GalleryUnavailable:
+            if self.offline_since is None:
+                self.offline_since = now
+            self._spool_pending()
+            self._retry_later(now)
+            return
+        self.locked_since = self.offline_since = None
+        self._pause = 1.0
+
+    def _retry_later(self, now: float) -> None:
+        self._retry_at = now + self._pause
+        self._pause = min(self._pause * 2, self.RETRY_MAX)
 
 
 class Recognizer:
@@ -266,6 +328,8 @@ class Recognizer:
         self.identifier = Identifier(pipeline.embedder.dim, pipeline.embedder.calibration(),
                                      point)
         self._index_version = None
+        self._next_poll = 0.0
+        self.offline = False  # a gallery server could not be reached at the last look
         self.names: dict[int, str] = {}  # person id -> name, as of the index
         # faces nobody was recognised as are kept (and grouped) while the gallery's
         # retention period is above 0 days
@@ -300,13 +364,31 @@ class Recognizer:
         """Rebuild the in-memory index (and re-resolve the operating point for the
         gallery's new size) when the gallery changed. The templates and the names come
         from one snapshot, so a face is never matched to a person whose name this
-        reader has not seen (imports may be writing meanwhile)."""
-        with self.gallery.snapshot():
-            version = self.gallery.data_version()
-            if not force and version == self._index_version:
-                return
-            face_ids, person_ids, matrix = self.gallery.embeddings(self.model_id)
-            names = {p.id: p.name for p in self.gallery.people()}
+        reader has not seen (imports may be writing meanwhile).
+
+        A gallery on a server is asked at most every SERVER_POLL seconds (another
+        station's enrollment shows within that); while the server cannot be reached,
+        recognition goes on with the last index (`offline` says so)."""
+        remote = getattr(self.gallery, "remote", False)
+        now = time.monotonic()
+        if remote and not force and self._index_version is not None \
+                and now < self._next_poll:
+            return
+        self._next_poll = now + SERVER_POLL
+        try:
+            with self.gallery.snapshot():
+                version = self.gallery.data_version()
+                if not force and version == self._index_version:
+                    self.offline = False
+                    return
+                face_ids, person_ids, matrix = self.gallery.embeddings(self.model_id)
+                names = {p.id: p.name for p in self.gallery.people()}
+        except GalleryUnavailable:
+            if not remote or self._index_version is None:
+                raise
+            self.offline = True
+            return
+        self.offline = False
         self.identifier.replace(face_ids, person_ids, matrix, owned=True)
         self.names = names
         self._index_version = version
@@ -334,6 +416,7 @@ class Recognizer:
         started = time.perf_counter()
         image = as_rgb8(image)
         self.refresh_index()
+        self.events.flush()  # what waits from before (a lock, a server away)
         faces = self.pipeline.detector.detect(image)
         timings["detect"] = (time.perf_counter() - started) * 1000
         self._frame_no += 1

@@ -99,7 +99,7 @@ class PhotoScanner:
         now = _fmt_time(utc_now())
         with self.gallery._write(bump=False) as db:
             db.execute("DELETE FROM sightings WHERE path = ?", [str(path)])
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO sightings(path, person_id, box, score, scanned) VALUES (?, ?, ?, ?, ?)",
                 [(str(path), pid, json.dumps(box), score, now) for pid, box, score in known])
         if unknown:

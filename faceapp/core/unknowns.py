@@ -201,9 +201,9 @@ class UnknownFaces:
                 db.execute("UPDATE unknown_faces SET cluster_id = ? WHERE cluster_id = ?",
                            [into, absorbed])
                 # a cluster the user ignored stays ignored with what it absorbed
-                db.execute("UPDATE unknown_clusters SET ignored = max(ignored, "
-                           "(SELECT ignored FROM unknown_clusters WHERE id = ?)) "
-                           "WHERE id = ?", [absorbed, into])
+                db.execute("UPDATE unknown_clusters SET ignored = 1 WHERE id = ? AND "
+                           "(SELECT ignored FROM unknown_clusters WHERE id = ?) = 1",
+                           [into, absorbed])
                 db.execute("DELETE FROM unknown_clusters WHERE id = ?", [absorbed])
             result = []
             for key, (face, vector, jpeg, digest) in enumerate(fresh):
@@ -416,16 +416,19 @@ class UnknownFaces:
 
 # ----------------------------------------------------------------------- retention
 
-def open_gallery(path) -> Gallery:
+def open_gallery(location, station: str | None = None) -> Gallery:
     """Open (or create, owner-only) the gallery as the app and the CLI start with it:
-    unknown faces past their retention period are deleted first."""
+    unknown faces past their retention period are deleted first. location: a file,
+    or a postgresql:// URL for a gallery server."""
     from pathlib import Path
 
+    from .gallery_location import is_server_location
     from .paths import ensure_private_dir
 
-    path = Path(path)
-    ensure_private_dir(path.parent)
-    gallery = Gallery(path)
+    if not is_server_location(location):
+        location = Path(location)
+        ensure_private_dir(location.parent)
+    gallery = Gallery(location, station=station)
     try:
         purge_expired(gallery)
     except BaseException:

@@ -38,10 +38,11 @@ class EventFilter:
     unknown_only: bool = False
     since: datetime | None = None  # local time, inclusive
     until: datetime | None = None  # local time, exclusive
+    station: str | None = None  # None: every station
 
     def as_kwargs(self) -> dict:
         return {"person_id": self.person_id, "unknown_only": self.unknown_only,
-                "since": self.since, "until": self.until}
+                "since": self.since, "until": self.until, "station": self.station}
 
 
 @dataclass
@@ -51,8 +52,9 @@ class EventRow:
     thumbnail: QImage
 
 
-def load_events(gallery: Gallery, chosen: EventFilter) -> tuple[list[EventRow], int]:
-    """The newest LIMIT events matching, with thumbnails decoded (runs in a job)."""
+def load_events(gallery: Gallery, chosen: EventFilter) -> tuple[list[EventRow], int, list[str]]:
+    """The newest LIMIT events matching, with thumbnails decoded, the total, and the
+    stations in the log (runs in a job)."""
     names = {p.id: p.name for p in gallery.people()}
     rows = []
     for event in gallery.events(limit=LIMIT, **chosen.as_kwargs()):
@@ -62,7 +64,7 @@ def load_events(gallery: Gallery, chosen: EventFilter) -> tuple[list[EventRow], 
             image = image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)
         rows.append(EventRow(event, names.get(event.person_id, event.name), image))
-    return rows, gallery.event_count()
+    return rows, gallery.event_count(), gallery.stations()
 
 
 def flag_wrong_match(gallery: Gallery, embedder: Embedder, event: Event,
@@ -143,6 +145,11 @@ class EventsPage(QWidget):
         self.who.addItem("Everyone", EVERYONE)
         self.who.addItem("Unknown faces", UNKNOWN_ONLY)
         self.who.currentIndexChanged.connect(self.refresh)
+        # several stations share a gallery on a server: whose events
+        self.station = QComboBox()
+        self.station.setMinimumContentsLength(10)
+        self.station.addItem("All stations", None)
+        self.station.currentIndexChanged.connect(self.refresh)
         self.use_from = QCheckBox("From")
         self.from_date = _date_edit()
         self.use_to = QCheckBox("to")
@@ -168,6 +175,8 @@ class EventsPage(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Who:"))
         row.addWidget(self.who)
+        row.addWidget(QLabel("Station:"))
+        row.addWidget(self.station)
         row.addSpacing(12)
         row.addWidget(self.use_from)
         row.addWidget(self.from_date)
@@ -178,8 +187,9 @@ class EventsPage(QWidget):
         row.addWidget(refresh_button)
         row.addWidget(self.export_button)
 
-        self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["Time", "Face", "Who", "Score", "Why", "Source"])
+        self.table = QTableWidget(0, 7)
+        self.table.setHorizontalHeaderLabels(["Time", "Face", "Who", "Score", "Why", "Source",
+                                              "Station"])
         self.table.setIconSize(QSize(THUMB, THUMB))
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 8)
@@ -223,13 +233,30 @@ class EventsPage(QWidget):
         if self.use_to.isChecked():
             until = datetime.combine(self.to_date.date().toPython() + timedelta(days=1),
                                      datetime.min.time())
-        return EventFilter(person_id, kind == UNKNOWN_ONLY, since, until)
+        return EventFilter(person_id, kind == UNKNOWN_ONLY, since, until,
+                           self.station.currentData())
 
     def set_person_filter(self, person_id: int | str | None) -> None:
         """None: everyone; "unknown": unknown faces; else a person id."""
         index = self.who.findData(EVERYONE if person_id is None else person_id)
         if index >= 0:
             self.who.setCurrentIndex(index)
+
+    def _stations_loaded(self, stations: list[str]) -> None:
+        known = [self.station.itemData(i) for i in range(1, self.station.count())]
+        if known == stations:
+            return
+        chosen = self.station.currentData()
+        self.station.blockSignals(True)
+        while self.station.count() > 1:
+            self.station.removeItem(1)
+        for name in stations:
+            self.station.addItem(name, name)
+        index = self.station.findData(chosen)
+        self.station.setCurrentIndex(max(index, 0))
+        self.station.blockSignals(False)
+        if index < 0 and chosen is not None:  # that station's events are gone
+            self.refresh()
 
     def _people_loaded(self, people) -> None:
         chosen = self.who.currentData()
@@ -274,9 +301,11 @@ class EventsPage(QWidget):
                        lambda result: self._loaded(generation, *result),
                        what="Reading the event log")
 
-    def _loaded(self, generation: int, rows: list[EventRow], total: int) -> None:
+    def _loaded(self, generation: int, rows: list[EventRow], total: int,
+                stations: list[str]) -> None:
         if generation != self._generation:
             return
+        self._stations_loaded(stations)
         self.rows = rows
         self.table.setRowCount(len(rows))
         unknown = QBrush(QColor("#d35400"))
@@ -297,7 +326,8 @@ class EventsPage(QWidget):
             source = QTableWidgetItem(e.source)
             where = f" (face at {', '.join(f'{v:.0f}' for v in e.box)})" if e.box else ""
             source.setToolTip(e.source + where)
-            for c, item in enumerate((when, face, who, score, why, source)):
+            for c, item in enumerate((when, face, who, score, why, source,
+                                      QTableWidgetItem(e.station))):
                 self.table.setItem(r, c, item)
         shown = f"{len(rows)} event(s) shown"
         if len(rows) >= LIMIT:

@@ -117,8 +117,12 @@ class RecognizeAnalyzer:
                 face=found.face))
         live_tracks = {o.track_id for o in overlays}
         self._hints = {t: h for t, h in self._hints.items() if t in live_tracks}
+        events = self.recognizer.events
         note = ("the gallery is locked by another program: events wait and are saved "
-                "when it is free") if self.recognizer.events.paused else None
+                "when it is free") if events.paused else None
+        if self.recognizer.offline or events.offline:
+            note = (f"the gallery server cannot be reached: recognising with the people known "
+                    f"before; {events.spooled} event(s) kept on this computer until it is back")
         return overlays, result.timings_ms, note
 
 

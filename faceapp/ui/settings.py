@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from ..core.gallery import default_station
+from ..core.gallery_location import has_password, is_server_location
 from ..core.paths import default_gallery_path
 from ..core.operating import NAMED_POINTS
 from ..core.recognize import DEFAULT_EMBEDDER
@@ -128,13 +130,29 @@ class AppSettings:
 
     # -- storage ------------------------------------------------------------------
     @property
-    def gallery_path(self) -> Path:
+    def gallery_path(self) -> Path | str:
+        """The gallery file, or a gallery server's postgresql:// URL (no password)."""
         value = self._get("gallery/path", "")
+        if is_server_location(value):
+            return value
         return Path(value) if value else default_gallery_path()
 
     @gallery_path.setter
     def gallery_path(self, path: str | os.PathLike) -> None:
+        if is_server_location(path) and has_password(path):
+            # settings are a plain file: a password lives in ~/.pgpass or a service file
+            raise ValueError("a server location is kept without its password")
         self._set("gallery/path", str(path))
+
+    @property
+    def station(self) -> str:
+        """This computer's name on the events it records (a shared gallery)."""
+        return str(self._get("gallery/station", "")) or default_station()
+
+    @station.setter
+    def station(self, name: str) -> None:
+        name = " ".join(str(name).split())[:100]
+        self._set("gallery/station", name)
 
     @property
     def keep_thumbnails(self) -> bool:

@@ -1,6 +1,7 @@
 """The Settings page: face model, recognition threshold, smallest face, default camera,
-gallery file, event thumbnails, and the gallery's export / import / re-embedding.
-Every change is kept at once (QSettings)."""
+the gallery (a file, or a server shared by stations, and this station's name), event
+thumbnails, and the gallery's export / import / re-embedding. Every change is kept at
+once (QSettings)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 
 from ..core.archive import ENC_MAGIC, NameClash, export_gallery, import_gallery
 from ..core.enroll import Enroller
+from ..core.gallery_location import has_password, is_server_location
 from ..core.models import available_packs
 from ..core.operating import NAMED_POINTS
 from . import dialogs
@@ -155,10 +157,30 @@ class SettingsPage(QWidget):
         path_row.addWidget(change)
         storage = QGroupBox("Gallery")
         storage_form = QFormLayout(storage)
-        storage_form.addRow("File:", path_row)
-        storage_form.addRow("", muted("Face templates are biometric data: the file is "
+        storage_form.addRow("In use:", path_row)
+        storage_form.addRow("", muted("Face templates are biometric data: a gallery file is "
                                       "readable by your user account only, and nothing "
                                       "leaves this computer."))
+        # several stations (doors, desks) on one gallery server
+        current = state.gallery_path if is_server_location(state.gallery_path) else ""
+        self.server_url = QLineEdit(current)
+        self.server_url.setPlaceholderText("postgresql://station@server/faceapp"
+                                           "?sslmode=verify-full")
+        use_server = QPushButton("Use server")
+        use_server.setToolTip("Open the gallery on this PostgreSQL server")
+        use_server.clicked.connect(lambda: self.use_server())
+        server_row = QHBoxLayout()
+        server_row.addWidget(self.server_url, 1)
+        server_row.addWidget(use_server)
+        storage_form.addRow("Shared gallery on a server:", server_row)
+        self.station_name = QLineEdit(state.settings.station)
+        self.station_name.setToolTip("This computer's name on the events it records")
+        self.station_name.editingFinished.connect(self.rename_station)
+        storage_form.addRow("This station:", self.station_name)
+        storage_form.addRow("", muted("Stations on one server share the people and the event "
+                                      "log. The password is read from ~/.pgpass or a libpq "
+                                      "service file, never kept in these settings; use "
+                                      "sslmode=verify-full across a network."))
 
         # bulk work
         self.export_button = QPushButton("Export gallery…")
@@ -337,6 +359,25 @@ class SettingsPage(QWidget):
         self.state.video_claimed.emit(self)  # the live view uses the current gallery
         self.state.switch_gallery(Path(path),
                                   lambda: self.gallery_path.setText(str(self.state.gallery_path)))
+
+    def use_server(self, url: str | None = None) -> None:
+        url = (self.server_url.text() if url is None else url).strip()
+        if not is_server_location(url):
+            self.state.error.emit("A gallery server is given as postgresql://USER@HOST/DATABASE.")
+            return
+        if has_password(url):
+            self.state.error.emit("Leave the password out of the location: put it in "
+                                  "~/.pgpass (or a libpq service file) on this computer.")
+            return
+        self.state.video_claimed.emit(self)  # the live view uses the current gallery
+        self.state.switch_gallery(url, lambda: self.gallery_path.setText(
+            str(self.state.gallery_path)))
+
+    def rename_station(self) -> None:
+        self.state.settings.station = self.station_name.text()
+        self.station_name.setText(self.state.settings.station)
+        if self.state.gallery is not None:
+            self.state.gallery.station = self.state.settings.station
 
     # -- bulk jobs -----------------------------------------------------------------------------
     def _update_buttons(self) -> None:

@@ -42,7 +42,7 @@ class AppState(QObject):
         self.settings = settings
         self.pipeline = pipeline
         self.gallery = gallery
-        self.gallery_path = Path(gallery_path) if gallery_path else settings.gallery_path
+        self.gallery_path = _location(gallery_path) if gallery_path else settings.gallery_path
         self._owns_pipeline = pipeline is None
         self._owns_gallery = gallery is None
         self.pool = QThreadPool(self)
@@ -86,6 +86,7 @@ class AppState(QObject):
             self.ready_changed.emit()
             return
         path, min_face = self.gallery_path, self.settings.min_face
+        station = self.settings.station
         pack, variant = self.settings.embedder_pack, self.settings.embedder_variant
         self.loading = True
 
@@ -93,7 +94,7 @@ class AppState(QObject):
             errors, gallery, pipeline = [], None, None
             if want_gallery:
                 try:
-                    gallery = open_gallery(path)
+                    gallery = open_gallery(path, station=station)
                 except Exception as exc:  # shown to the person, the rest still loads
                     errors.append(f"The gallery cannot be opened: {exc}. "
                                   "Choose another file in Settings.")
@@ -206,9 +207,12 @@ class AppState(QObject):
     def busy(self) -> bool:
         return self.pool.activeThreadCount() > 0
 
-    def switch_gallery(self, path: Path, on_done: Callable[[], None] | None = None) -> None:
-        """Open another gallery file; the current one stays in use if that fails."""
-        path = Path(path)
+    def switch_gallery(self, path: Path | str,
+                       on_done: Callable[[], None] | None = None) -> None:
+        """Open another gallery file, or a gallery server (a postgresql:// URL); the
+        current one stays in use if that fails."""
+        path = _location(path)
+        station = self.settings.station
         if self.busy():  # an import or export is using the current gallery
             self.error.emit("Wait for the running task to finish, then change the gallery.")
             return
@@ -227,7 +231,8 @@ class AppState(QObject):
             if on_done:
                 on_done()
 
-        self.run(lambda job: open_gallery(path), opened, what=f"Opening {path}")
+        self.run(lambda job: open_gallery(path, station=station), opened,
+                 what=f"Opening {path}")
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         for job in Job.running():
@@ -237,3 +242,10 @@ class AppState(QObject):
             self.gallery.close()
         if self.pipeline is not None and self._owns_pipeline:
             self.pipeline.detector.close()
+
+
+def _location(path) -> Path | str:
+    """A gallery file's path, or a server's URL as given."""
+    from ..core.gallery_location import is_server_location
+
+    return path if is_server_location(path) else Path(path)
