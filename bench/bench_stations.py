@@ -189,6 +189,9 @@ def million(server: PgServer, templates: int) -> None:
                                             "FROM STDIN") as cp:
             for fid, _, vector in rows():
                 cp.write_row((fid, model, dim, vector))
+        for table in ("people", "faces"):  # COPY with ids leaves the sequences behind
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                         f"(SELECT max(id) FROM {table}))")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'data_version'")
         conn.execute("ANALYZE")
     loaded_server = time.monotonic() - started
@@ -215,7 +218,7 @@ def million(server: PgServer, templates: int) -> None:
 
     figures = {"bench": f"{templates:,} templates, {people:,} people", "cpu": cpu(),
                "bulk_load_s": {"server": round(loaded_server, 1), "file": round(loaded_file, 1)}}
-    query = np.random.default_rng(1).standard_normal((32, dim)).astype(np.float32)
+    query = np.random.default_rng(1).standard_normal((200, dim)).astype(np.float32)
     query /= np.linalg.norm(query, axis=1, keepdims=True)
     for label, location in (("server", url), ("file", file_path)):
         with Gallery(location, station="bench") as gallery:
@@ -225,12 +228,14 @@ def million(server: PgServer, templates: int) -> None:
             index = recognizer.identifier
             for q in query[:4]:  # warm
                 index.identify(q)
-            started = time.perf_counter()
-            for q in query:
+            took = []
+            for q in query:  # the median of single searches: the machine is shared
+                started = time.perf_counter()
                 index.identify(q)
-            search_ms = (time.perf_counter() - started) * 1000 / len(query)
+                took.append(time.perf_counter() - started)
+            search_ms = 1000 * statistics.median(took)
             figures[label] = {"index_ready_s": round(ready, 2), "templates": len(recognizer.index),
-                              "search_ms": round(search_ms, 2)}
+                              "search_ms_median": round(search_ms, 2)}
     print(json.dumps(figures))
     server.drop_database(name)
 

@@ -9,7 +9,7 @@ import pytest
 from faceapp.core.enroll import EnrollError, Enroller, pick_subject
 from faceapp.core.gallery import Gallery
 from faceapp.core.imageio import load_image
-from faceapp.core.index import FaceIndex
+from faceapp.core.index import FaceIndex, segment_sums
 from faceapp.core.models import available_packs
 from faceapp.core.quality import ENROLLMENT, assess, head_pose
 from faceapp.core.recognize import FacePipeline, Recognizer
@@ -168,6 +168,17 @@ def test_index_scores_people_by_their_mean_template():
         mine = np.flatnonzero(people == expected[0])
         assert found[0].face_id == mine[np.argmax(unit[mine] @ query)]
     assert FaceIndex(16).search(unit[0]) == [[]]
+
+
+@pytest.mark.parametrize("block", [1, 7, 256])
+def test_segment_sums_add_each_persons_rows_across_blocks(block):
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((900, 6)).astype(np.float32)
+    # one person of one row, people straddling blocks, a person of 600 rows
+    bounds = np.array([0, 1, 9, 10, 300, 900])
+    expected = np.stack([rows[a:b].sum(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+    np.testing.assert_allclose(segment_sums(rows, bounds, block=block), expected, atol=1e-4)
+    assert segment_sums(rows[:0], np.array([0])).shape == (0, 6)
 
 
 def test_index_int8_coarse_pass_finds_the_exact_best_people():

@@ -616,6 +616,11 @@ class Gallery(EventLog):
             rows = db.execute(self._PERSON_SQL + "GROUP BY p.id ORDER BY p.name_key, p.id")
             return [self._person_row(r) for r in rows]
 
+    def person_names(self) -> dict[int, str]:
+        """Person id -> name, for everyone (what an index shows; cheaper than people())."""
+        with self._read() as db:
+            return dict(db.execute("SELECT id, name FROM people").fetchall())
+
     def person(self, person_id: int) -> Person:
         pid = _check_id(person_id, "person")
         with self._read() as db:

@@ -382,7 +382,7 @@ class Recognizer:
                     self.offline = False
                     return
                 face_ids, person_ids, matrix = self.gallery.embeddings(self.model_id)
-                names = {p.id: p.name for p in self.gallery.people()}
+                names = self.gallery.person_names()
         except GalleryUnavailable:
             if not remote or self._index_version is None:
                 raise
