@@ -1,10 +1,12 @@
 """The gallery: one SQLite file holding people, their face samples, embeddings and
-recognition events.
+recognition events. (The same gallery on a PostgreSQL server, shared by several
+stations, is gallery_server.py: it runs this class's SQL in its own transactions.)
 
 Face templates are biometric data. The file is created owner-only (0600) before
 SQLite ever touches it; SQLite gives its -wal and -shm files the mode of the
 database file, and backups are created 0600 too. Deleted rows are overwritten
-(``secure_delete``). Nothing here talks to the network.
+(``secure_delete``). Nothing here talks to the network; only a gallery the user
+placed on a server does, to that server.
 
 The schema, the stored form of a sample and the migrations are in gallery_schema.py;
 recognising a file, its permissions and SQLite's errors in gallery_files.py; the event
