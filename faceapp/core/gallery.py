@@ -60,6 +60,7 @@ from .gallery_files import (  # noqa: F401  (re-exported: the gallery's public n
     _tighten_permissions,
     _translated,
     _uri,
+    create_gallery,
     create_private_file,
     fsync_dir,
     write_private_file,
@@ -411,14 +412,7 @@ class Gallery(EventLog):
             # another process may have set the file up since it was inspected
             version = _read_meta(db, self._path)
             if version is None:
-                for statement in schema_statements(SQLITE):
-                    conn.execute(statement)
-                db["meta"].insert_all([
-                    {"key": "app", "value": APP_ID},
-                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                    {"key": "created", "value": _fmt_time(utc_now())},
-                    {"key": "data_version", "value": "0"},
-                ])
+                create_gallery(db)
                 conn.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if version is not None and version < SCHEMA_VERSION:

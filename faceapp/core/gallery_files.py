@@ -152,6 +152,22 @@ def _read_meta(db: Sql, path: Path) -> int | None:
     return check_meta(meta, path)
 
 
+def create_gallery(db: Sql) -> None:
+    """Create an empty gallery of this version in an empty database (either backend),
+    inside the caller's transaction: the tables, then what `meta` starts with."""
+    from .gallery_schema import schema_statements
+    from .gallery_values import _fmt_time, utc_now
+
+    for statement in schema_statements(db.dialect):
+        db.execute(statement)
+    db["meta"].insert_all([
+        {"key": "app", "value": APP_ID},
+        {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+        {"key": "created", "value": _fmt_time(utc_now())},
+        {"key": "data_version", "value": "0"},
+    ])
+
+
 def check_meta(meta: dict, path) -> int:
     """The schema version a gallery's meta table gives, if this code can use it (on
     either backend); GalleryError for another program's data or a newer gallery."""

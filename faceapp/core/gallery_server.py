@@ -30,10 +30,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from .gallery import DEFAULT_TIMEOUT, Gallery, default_station
-from .gallery_files import APP_ID, GalleryError, GalleryLocked, GalleryUnavailable, check_meta
-from .gallery_schema import MIGRATIONS, SCHEMA_VERSION, schema_statements
+from .gallery_files import (GalleryError, GalleryLocked, GalleryUnavailable, check_meta,
+                            create_gallery)
+from .gallery_schema import MIGRATIONS, SCHEMA_VERSION
 from .gallery_sql import POSTGRESQL, Sql
-from .gallery_values import _fmt_time, utc_now
 
 WRITE_LOCK = 0x46414347  # the advisory lock every write takes ("FACG")
 FIRST_SERVER_VERSION = 6  # galleries on a server start at schema v6
@@ -220,14 +220,7 @@ class ServerGallery(Gallery):
         with self._write(bump=False) as db:
             version = self._version(db)  # another station may have done it meanwhile
             if version is None:
-                for statement in schema_statements(POSTGRESQL):
-                    db.execute(statement)
-                db["meta"].insert_all([
-                    {"key": "app", "value": APP_ID},
-                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                    {"key": "created", "value": _fmt_time(utc_now())},
-                    {"key": "data_version", "value": "0"},
-                ])
+                create_gallery(db)
                 return
             if version < FIRST_SERVER_VERSION:
                 raise GalleryError(f"the gallery {self._path} has schema version {version}, "
