@@ -15,6 +15,21 @@ PHOTOS = SHARED_DATA / "samples" / "photos"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory):
+    """What the app keeps in the user's data folder (a station's queued events, ...)
+    goes to a folder of this test run, never to the real user's."""
+    if os.environ.get("FACEAPP_DATA_DIR"):
+        yield
+        return
+    os.environ["FACEAPP_DATA_DIR"] = str(tmp_path_factory.mktemp("user-data"))
+    try:
+        yield
+    finally:
+        os.environ.pop("FACEAPP_DATA_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"the shared face data is missing at {SHARED_DATA}"

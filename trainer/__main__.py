@@ -138,6 +138,8 @@ def _student_config(args):
         value = getattr(args, key)
         if value is not None:
             student[key] = value
+    if args.arch == "dlib-derived" and args.act is None:
+        student["act"] = "relu"  # cut from the teacher: its activation, nothing else
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "lr", "distill_loss", "alpha", "arcface_weight",
                   "init", "seed", "limit", "mixup", "relational", "cut_from",

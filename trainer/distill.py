@@ -373,7 +373,6 @@ class Run:
         if threads:
             torch.set_num_threads(threads)
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
         targets = distill_targets(limit=cfg.limit, teacher_variant=cfg.teacher_variant)
         crops = train_crops(targets, cfg.student.template)
@@ -387,6 +386,8 @@ class Run:
 
         # channels-last runs the depthwise convolutions ~30% faster on CPU
         model = student_model(cfg.student, targets).to(device, memory_format=torch.channels_last)
+        # kept only once the student could be built: a failed start leaves no run behind
+        (self.folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         mean = torch.from_numpy(teacher_center(targets)).to(device)
         arcface = ArcFace(cfg.student.embedding, len(classes)).to(device) \
             if cfg.arcface_weight > 0 else None
