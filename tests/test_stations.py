@@ -193,9 +193,15 @@ def test_the_cli_on_a_server_and_a_password_kept_out_of_the_command_line(
     assert server.admin_password not in refused.stderr
 
 
-def test_a_server_that_cannot_be_reached_is_named(pg_server):
+def test_a_server_that_cannot_be_reached_is_named(server_db):
+    server, name = server_db
     with pytest.raises(GalleryUnavailable, match="cannot be reached"):
         Gallery(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
+    # a server that answers "no" is not a server away: the station must be set up again
+    with pytest.raises(GalleryError, match="refused this station: .*password authentication "
+                       "failed") as info:
+        Gallery(server.url(name, password="wrong"))
+    assert not isinstance(info.value, GalleryUnavailable) and "wrong" not in str(info.value)
 
 
 def free_port() -> int:

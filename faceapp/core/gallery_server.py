@@ -90,8 +90,14 @@ class ServerGallery(Gallery):
                                    application_name=f"faceapp {self.station}"[:63])
         except psycopg.OperationalError as exc:
             self._next_attempt = time.monotonic() + self.RECONNECT_PAUSE
+            text = _first_line(exc)
+            if any(words in text for words in _REFUSED):
+                # the server answered: waiting will not help, the settings must change
+                raise GalleryError(f"the gallery server {self._path} refused this station: "
+                                   f"{text} (the password goes in ~/.pgpass or a service "
+                                   "file)") from None
             raise GalleryUnavailable(f"the gallery server {self._path} cannot be reached: "
-                                     f"{_first_line(exc)}") from None
+                                     f"{text}") from None
         self._conn, self._db = conn, Sql(conn, POSTGRESQL)
 
     def _require(self) -> tuple[psycopg.Connection, Sql]:
@@ -229,6 +235,11 @@ class ServerGallery(Gallery):
                 MIGRATIONS[step - 1](db)
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                        [str(SCHEMA_VERSION)])
+
+
+# libpq's words when the server is there but says no (not worth waiting for)
+_REFUSED = ("authentication failed", "no password supplied", "does not exist",
+            "no pg_hba.conf entry", "permission denied")
 
 
 def _first_line(exc: BaseException) -> str:
