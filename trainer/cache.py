@@ -60,7 +60,7 @@ def _targets_key(images: list[Path], teacher_sha: str, detector_sha: str) -> str
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
@@ -163,7 +163,8 @@ def _crop_cache(path: Path, count: int, template: str, source) -> np.ndarray:
         return np.load(path, mmap_mode="r")
     tpl = get_template(template)
     w, h = tpl.size
-    tmp = path.with_name(path.name + ".tmp.npy")
+    # one temp file per process: two runs started together both build it, one wins
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, h, w, 3))
     for i in _progress(range(count), count, f"aligning {template}"):
         out[i] = source(i, tpl)
