@@ -13,7 +13,7 @@ from PySide6.QtCore import QDate, QSize, Qt
 from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit, QDialog,
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+                               QTableWidgetItem, QVBoxLayout)
 
 from ..core.align import TEMPLATES, align_faces
 from ..core.embed import Embedder
@@ -25,7 +25,7 @@ from ..core.sources import Frame
 from . import dialogs
 from .images import jpeg_to_qimage
 from .state import AppState
-from .widgets import muted
+from .widgets import LazyPage, muted
 
 LIMIT = 500
 THUMB = 48
@@ -131,13 +131,12 @@ def _date_edit() -> QDateEdit:
     return edit
 
 
-class EventsPage(QWidget):
+class EventsPage(LazyPage):
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
         self.state = state
         self.rows: list[EventRow] = []
         self._generation = 0
-        self._stale = True
         self.loaded = False
 
         self.who = QComboBox()
@@ -217,7 +216,7 @@ class EventsPage(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.count_label)
 
-        state.events_changed.connect(self._events_changed)
+        state.events_changed.connect(self.changed)
         state.gallery_changed.connect(self._gallery_changed)
         state.ready_changed.connect(self._gallery_changed)
         state.ready_changed.connect(self._update_not_action)
@@ -278,18 +277,7 @@ class EventsPage(QWidget):
         gallery = self.state.gallery
         self.state.run(lambda job: gallery.people(), self._people_loaded,
                        what="Reading the gallery")
-        self._events_changed()
-
-    def _events_changed(self) -> None:
-        if self.isVisible():
-            self.refresh()
-        else:
-            self._stale = True
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
+        self.changed()
 
     def refresh(self) -> None:
         if not self.state.has_gallery:

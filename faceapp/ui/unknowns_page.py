@@ -16,7 +16,7 @@ from ..core.unknowns import Cluster, UnknownFaces
 from . import dialogs
 from .images import thumbnail
 from .state import AppState
-from .widgets import heading, muted
+from .widgets import LazyPage, heading, muted
 
 CLUSTER_ID = Qt.ItemDataRole.UserRole + 1
 FACE_ID = Qt.ItemDataRole.UserRole + 2
@@ -53,7 +53,7 @@ def describe(cluster: Cluster) -> str:
     return f"{cluster.size} face{'s' if cluster.size != 1 else ''} · last seen {seen}"
 
 
-class UnknownsPage(QWidget):
+class UnknownsPage(LazyPage):
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
         self.state = state
@@ -136,26 +136,12 @@ class UnknownsPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
-        self._stale = True
-        state.gallery_changed.connect(self._changed)
-        state.events_changed.connect(self._changed)  # new unknown faces come with events
-        state.ready_changed.connect(self._changed)
+        state.gallery_changed.connect(self.changed)
+        state.events_changed.connect(self.changed)  # new unknown faces come with events
+        state.ready_changed.connect(self.changed)
         self._show(None)
 
     # -- loading ---------------------------------------------------------------------------
-    def _changed(self) -> None:
-        """Reload now if the page is on screen, else when it is next shown (events
-        arrive many times a second during Live)."""
-        if self.isVisible():
-            self.refresh()
-        else:
-            self._stale = True
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
     def refresh(self) -> None:
         unknowns = self.state.unknowns()
         if unknowns is None:

@@ -59,3 +59,27 @@ class Banner(QFrame):
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
+
+
+class LazyPage(QWidget):
+    """A page that reloads when its data changed only while it is on screen, else
+    the next time it is shown (events arrive many times a second during Live).
+    Subclasses implement refresh() and set self._stale = False in it."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._stale = True
+
+    def changed(self) -> None:
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._stale = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def refresh(self) -> None:
+        raise NotImplementedError
