@@ -16,7 +16,8 @@ from faceapp.core.models import ModelPack
 from trainer.augment import Augmentation, augment, chip_to_crop, paired_views
 from trainer.degrade import degrade_image
 from trainer.export import quantized_graph_report, run_onnx
-from trainer.losses import ArcFace, angular_distillation, normalized_l2_distillation
+from trainer.losses import (ArcFace, angular_distillation, neighbour_distillation,
+                            normalized_l2_distillation)
 from trainer.nets import (ARCHITECTURES, StudentConfig, build, count_multiply_adds,
                           count_parameters)
 
@@ -184,6 +185,43 @@ def test_angular_distillation_losses_match_hand_computed_values():
     assert float(angular_distillation(student, teacher)) == pytest.approx(eq4, rel=1e-5)
     assert float(normalized_l2_distillation(student, teacher)) == pytest.approx(eq5, rel=1e-5)
     assert float(normalized_l2_distillation(teacher * 5, teacher)) == pytest.approx(0, abs=1e-6)
+
+
+def test_neighbour_distillation_matches_a_hand_computed_value():
+    """Three faces: each one's softmax over the other two, teacher's against student's."""
+    teacher = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])  # 2 and 3 swapped
+    tau = 0.5
+
+    def rows(x):
+        x = x / x.norm(dim=1, keepdim=True)
+        sim = (x @ x.T).tolist()
+        return [[math.exp(sim[i][j] / tau) for j in range(3) if j != i] for i in range(3)]
+
+    expected = 0.0
+    for t_row, s_row in zip(rows(teacher), rows(student)):
+        p = [v / sum(t_row) for v in t_row]
+        q = [v / sum(s_row) for v in s_row]
+        expected += sum(a * math.log(a / b) for a, b in zip(p, q)) / 3
+    got = float(neighbour_distillation(student, teacher, tau))
+    assert got == pytest.approx(expected * tau ** 2, rel=1e-5)
+    assert float(neighbour_distillation(teacher * 3, teacher, tau)) == pytest.approx(0, abs=1e-7)
+
+
+def test_neighbour_distillation_weighs_a_faces_nearest_neighbours_most():
+    """Swapping the similarities of a face's two nearest neighbours costs more than
+    swapping those of its two farthest, though the squared differences are the same."""
+    angles = torch.tensor([0.0, 0.3, 0.5, 1.9, 2.1])
+    teacher = torch.stack([angles.cos(), angles.sin()], dim=1)
+
+    def swapped(i, j):
+        a = angles.clone()
+        a[[i, j]] = a[[j, i]]
+        return torch.stack([a.cos(), a.sin()], dim=1)
+
+    near = float(neighbour_distillation(swapped(1, 2), teacher, 0.1))
+    far = float(neighbour_distillation(swapped(3, 4), teacher, 0.1))
+    assert near > 2 * far > 0, (near, far)
 
 
 def test_arcface_adds_the_margin_to_the_true_class_only():
@@ -377,6 +415,52 @@ def test_online_teacher_run_learns_the_clean_targets_too(tiny_run):
     assert result["finished"] and result["epoch"] == 6
     after = _clean_loss(run, run.load_model())
     assert after < 0.85 * before, (before, after)
+
+
+def test_hint_maps_are_carried_into_the_students_frame():
+    """A teacher map holding each cell's chip x coordinate, resampled through a known
+    chip-to-crop similarity, holds the chip x of each crop cell's centre: the framing,
+    the inverse and the pixel-centre conventions all line up."""
+    from trainer.hints import GRID, to_crop_frame
+
+    chip, crop, cells = 150, 112, 8
+    centres = (np.arange(cells) + 0.5) * chip / cells - 0.5  # chip x of each map cell
+    ramp = torch.tensor(np.tile(centres, (cells, 1)), dtype=torch.float32)[None, None]
+    scale, shift = 1.2, (-30.0, -25.0)  # the crop sees the middle of the chip, larger
+    crop_from_chip = np.array([[[scale, 0.0, shift[0]], [0.0, scale, shift[1]]]])
+    got = to_crop_frame(ramp, crop_from_chip, chip, (crop, crop))[0, 0].numpy()
+    crop_x = (np.arange(GRID) + 0.5) * crop / GRID - 0.5
+    expected = (crop_x - shift[0]) / scale
+    assert got.shape == (GRID, GRID)
+    assert np.allclose(got, np.tile(expected, (GRID, 1)), atol=0.05), (got, expected)
+
+
+def test_hints_are_refused_with_the_online_teacher_and_for_cut_students():
+    from trainer.distill import DistillConfig
+    from trainer.hints import StudentHints
+
+    with pytest.raises(ValueError, match="cached maps"):
+        DistillConfig(hints=1.0, teacher_online=True)
+    with pytest.raises(ValueError, match="seed architectures"):
+        StudentHints(build(StudentConfig("dlib-derived", 0.5, 112, act="relu")), 112)
+
+
+def test_a_run_with_hints_learns_the_teachers_maps(tiny_run):
+    """Six short epochs on 96 real faces: the regressed maps get much closer to the
+    teacher's (standardised, so a student that learned nothing scores about 1)."""
+    from trainer.distill import DistillConfig, Run
+
+    torch.manual_seed(0)
+    config = DistillConfig(student=StudentConfig("mobilefacenet", 0.5, 64), epochs=6,
+                           batch_size=16, lr=3e-3, warmup_steps=2, limit=96,
+                           teacher_variant="int8", robust=False, hints=1.0)
+    run = Run("tiny-hints", config)
+    result = run.train(device="cpu", threads=2)
+    assert result["finished"]
+    losses = [entry["hint_loss"] for entry in run.log()]
+    assert 0.5 < losses[0] and losses[-1] < 0.8 * losses[0], losses
+    again = Run("tiny-hints")  # the regressors are in the checkpoint for resuming
+    assert torch.load(again.checkpoint_path, weights_only=False)["hints"]
 
 
 def test_online_teacher_on_torch_gives_the_packs_embeddings(tiny_run):
@@ -591,11 +675,13 @@ def test_command_line_options_make_the_configuration():
     args = build_parser().parse_args(
         ["distill", "--arch", "vargfacenet", "--width", "0.5", "--input-size", "64",
          "--epochs", "3", "--distill-loss", "eq4", "--arcface-weight", "1", "--clean",
-         "--online-teacher", "--mixup", "0.25", "--init", "g1", "--quant-aware"])
+         "--online-teacher", "--mixup", "0.25", "--init", "g1", "--quant-aware",
+         "--neighbours", "20", "--neighbour-temperature", "0.2"])
     config = _student_config(args)
     assert config.student == StudentConfig("vargfacenet", 0.5, 64)
     assert (config.epochs, config.distill_loss, config.arcface_weight, config.robust) == \
         (3, "eq4", 1.0, False)
     assert (config.teacher_online, config.mixup) == (True, 0.25)
     assert (config.init, config.quant_aware) == ("g1", True)
+    assert (config.neighbours, config.neighbour_temperature) == (20.0, 0.2)
     assert config.alpha == 7.0  # the paper's weight unless told otherwise

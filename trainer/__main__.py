@@ -143,7 +143,7 @@ def _student_config(args):
     overrides = {key: getattr(args, key) for key in
                  ("epochs", "batch_size", "lr", "distill_loss", "alpha", "arcface_weight",
                   "init", "seed", "limit", "mixup", "relational", "cut_from",
-                  "teacher_variant")
+                  "teacher_variant", "neighbours", "neighbour_temperature", "hints")
                  if getattr(args, key) is not None}
     if args.clean:
         overrides["robust"] = False
@@ -261,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "size) to cut this student from, instead of the teacher")
     p.add_argument("--relational", type=float,
                    help="weight of the relational term (the batch's pairwise similarities)")
+    p.add_argument("--neighbours", type=float,
+                   help="weight of the neighbour term (each face's most similar faces in "
+                        "the batch, as the teacher ranks them: the low-FAR tail)")
+    p.add_argument("--neighbour-temperature", type=float,
+                   help="softmax temperature of the neighbour term (default 0.1)")
+    p.add_argument("--hints", type=float,
+                   help="weight of FitNets hints: the teacher's stage maps, cached "
+                        "(seed architectures, without --online-teacher)")
     p.add_argument("--arcface-weight", type=float, help="0 turns the ArcFace term off")
     p.add_argument("--init", help="run to start from (recursive distillation; its input "
                    "size may differ)")

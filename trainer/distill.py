@@ -42,7 +42,7 @@ import torch
 
 from .augment import Augmentation, augment, chip_to_crop, paired_views
 from .cache import distill_targets, lfw_crops, train_crops
-from .losses import DISTILLATION_LOSSES, ArcFace
+from .losses import DISTILLATION_LOSSES, ArcFace, neighbour_distillation
 from .nets import StudentConfig, build, load_across_sizes
 from .quant_aware import ActivationRounding, freeze_batch_norm
 from .upstream import cache_dir
@@ -76,6 +76,13 @@ class DistillConfig:
     # weight of the relational term: the batch's pairwise similarities (centred on the
     # teacher's mean) matched to the teacher's (Park et al. 2019, RKD)
     relational: float = 0.0
+    # weight of the neighbour term: each face's distribution over its most similar
+    # faces in the batch matched to the teacher's (losses.neighbour_distillation)
+    neighbours: float = 0.0
+    neighbour_temperature: float = 0.1
+    # weight of FitNets hints: the teacher's cached stage maps of the clean face
+    # (trainer/hints.py), for the seed architectures
+    hints: float = 0.0
     # dlib-derived: the trained run (of this family, same input size) to cut this
     # student from instead of the teacher itself (progressive cutting)
     cut_from: str | None = None
@@ -84,6 +91,9 @@ class DistillConfig:
         if self.mixup > 0 and not self.teacher_online:
             raise ValueError("mixup needs the online teacher: a blend of two faces has "
                              "no cached target")
+        if self.hints > 0 and self.teacher_online:
+            raise ValueError("hints are the teacher's cached maps of the clean face: "
+                             "they do not follow the online teacher's views")
         if self.quant_aware and not self.init:
             raise ValueError("quantization-aware training fine-tunes a trained student: "
                              "give the run to start from (init)")
@@ -391,7 +401,16 @@ class Run:
         mean = torch.from_numpy(teacher_center(targets)).to(device)
         arcface = ArcFace(cfg.student.embedding, len(classes)).to(device) \
             if cfg.arcface_weight > 0 else None
-        params = list(model.parameters()) + (list(arcface.parameters()) if arcface else [])
+        hints = hint_maps = None
+        if cfg.hints > 0:
+            from .hints import StudentHints, channel_statistics, hint_targets
+
+            hints = StudentHints(model.net, cfg.student.input_size).to(device)
+            hint_maps = hint_targets(targets, cfg.student.template)
+            hint_mean, hint_std = (torch.from_numpy(v)[None, :, None, None]
+                                   for v in channel_statistics(hint_maps))
+        params = list(model.parameters()) + (list(arcface.parameters()) if arcface else []) \
+            + (list(hints.parameters()) if hints is not None else [])
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = n // cfg.batch_size
         total_steps = steps_per_epoch * cfg.epochs
@@ -409,6 +428,8 @@ class Run:
             optimizer.load_state_dict(saved["optimizer"])
             if arcface is not None and saved.get("arcface"):
                 arcface.load_state_dict(saved["arcface"])
+            if hints is not None:
+                hints.load_state_dict(saved["hints"])
             state = saved["state"]
             print(f"resuming '{self.name}' at epoch {state['epoch'] + 1}, "
                   f"step {state['step_in_epoch']}", file=sys.stderr)
@@ -460,7 +481,7 @@ class Run:
             rng = np.random.default_rng(seed)
             if online is not None:
                 images, target = online.batch(crops, indices, rng, aug)
-                return to_input(images), target, torch.from_numpy(labels[indices])
+                return to_input(images), target, torch.from_numpy(labels[indices]), None
             images, flipped = [], []
             for i in indices:
                 img, was_flipped = augment(crops[i], rng, aug)
@@ -468,11 +489,16 @@ class Run:
                 flipped.append(was_flipped)
             flipped = torch.tensor(flipped)
             target = torch.where(flipped[:, None], teacher_mirror[indices], teacher[indices])
-            return to_input(np.stack(images)), target, torch.from_numpy(labels[indices])
+            hint = None
+            if hint_maps is not None:  # the cached maps are of the unflipped face
+                maps = torch.from_numpy(np.asarray(hint_maps[indices], np.float32))
+                hint = ((maps - hint_mean) / hint_std, ~flipped)
+            return to_input(np.stack(images)), target, torch.from_numpy(labels[indices]), hint
 
         def save() -> None:
             self._save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "arcface": arcface.state_dict() if arcface else None,
+                        "hints": hints.state_dict() if hints is not None else None,
                         "state": state, "config": cfg.to_dict()})
 
         finished = True
@@ -495,7 +521,7 @@ class Run:
             pending = batch_at(state["step_in_epoch"])
             while state["step_in_epoch"] < steps_per_epoch:
                 step = state["step_in_epoch"]
-                x, target, batch_labels = pending.result()
+                x, target, batch_labels, hint = pending.result()
                 if step + 1 < steps_per_epoch:
                     pending = batch_at(step + 1)
                 for group in optimizer.param_groups:
@@ -515,6 +541,15 @@ class Run:
                 if cfg.relational > 0:
                     loss_rel = relational_loss(student, target - mean)
                     loss = loss + cfg.relational * loss_rel
+                loss_nb = torch.zeros(())
+                if cfg.neighbours > 0:
+                    loss_nb = neighbour_distillation(student, target - mean,
+                                                     cfg.neighbour_temperature)
+                    loss = loss + cfg.neighbours * loss_nb
+                loss_hint = torch.zeros(())
+                if hints is not None:
+                    loss_hint = hints.loss(hint[0].to(device), hint[1].to(device))
+                    loss = loss + cfg.hints * loss_hint
                 loss_arc = torch.zeros(())
                 if arcface is not None:
                     has_label = batch_labels >= 0
@@ -533,6 +568,8 @@ class Run:
                 sums["distill"] += loss_s.item()
                 sums["arc"] += loss_arc.item()
                 sums["relational"] = sums.get("relational", 0.0) + loss_rel.item()
+                sums["neighbours"] = sums.get("neighbours", 0.0) + loss_nb.item()
+                sums["hints"] = sums.get("hints", 0.0) + loss_hint.item()
                 sums["cosine"] += float(cos)
                 sums["batches"] += 1
                 state["step_in_epoch"] += 1
@@ -553,6 +590,8 @@ class Run:
                      "distill_loss": sums["distill"] / max(1, sums["batches"]),
                      "arc_loss": sums["arc"] / max(1, sums["batches"]),
                      "relational_loss": sums.get("relational", 0.0) / max(1, sums["batches"]),
+                     "neighbour_loss": sums.get("neighbours", 0.0) / max(1, sums["batches"]),
+                     "hint_loss": sums.get("hints", 0.0) / max(1, sums["batches"]),
                      "train_cosine": sums["cosine"] / max(1, sums["batches"]),
                      "minutes": round((time.monotonic() - started) / 60, 2)}
             if cfg.limit is None:

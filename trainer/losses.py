@@ -24,6 +24,27 @@ def normalized_l2_distillation(student: torch.Tensor, teacher: torch.Tensor) -> 
 DISTILLATION_LOSSES = {"eq4": angular_distillation, "eq5": normalized_l2_distillation}
 
 
+def neighbour_distillation(student: torch.Tensor, teacher: torch.Tensor,
+                           temperature: float = 0.1) -> torch.Tensor:
+    """KL divergence from the teacher's to the student's distribution over each face's
+    batch neighbours, softmax(cos / temperature) without the face itself.
+
+    A small temperature puts the weight on each face's most similar other faces: the
+    impostors that decide false accepts at a low FAR and 1:N, where the mean squared
+    relational term treats the thousands of easy pairs alike.
+    """
+    s = F.normalize(student, dim=1)
+    t = F.normalize(teacher, dim=1)
+    self_pair = torch.eye(len(s), dtype=torch.bool, device=s.device)
+    s_logits = (s @ s.T / temperature).masked_fill(self_pair, -1e4)
+    t_logits = (t @ t.T / temperature).masked_fill(self_pair, -1e4)
+    log_p_s = F.log_softmax(s_logits, dim=1)
+    p_t = F.softmax(t_logits, dim=1)
+    # temperature squared keeps the gradient's size independent of the temperature
+    return (p_t * (torch.log(p_t.clamp_min(1e-12)) - log_p_s)).sum(dim=1).mean() \
+        * temperature ** 2
+
+
 class ArcFace(nn.Module):
     """Additive angular margin softmax: logits s*cos(theta + m) for the true class,
     s*cos(theta) for the others (Deng et al. 2019), with the usual fallback when

@@ -84,7 +84,7 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
         "architecture": {**cfg.to_dict(), "parameters": count_parameters(model),
                          "multiply_adds": count_multiply_adds(model, size)},
         "provenance": {
-            "teacher": "dlib-resnet-v1 (fp32)",
+            "teacher": f"dlib-resnet-v1 ({run.config.teacher_variant})",
             "training_data": TRAINING_DATA_NOTE,
             "distillation": run.config.to_dict(),
             "epochs_trained": len(log),
