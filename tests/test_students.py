@@ -467,7 +467,7 @@ def test_online_teacher_on_torch_gives_the_packs_embeddings(tiny_run):
     """The CUDA path (torch network from dlib's weights), run here on the CPU, embeds
     the chips as the pack that made the cached targets does."""
     from trainer.cache import distill_targets
-    from trainer.distill import OnlineTeacher
+    from trainer.online_teacher import OnlineTeacher
 
     run, _, _ = tiny_run
     targets = distill_targets(limit=run.config.limit, teacher_variant="int8")

@@ -21,6 +21,13 @@ def normalized_l2_distillation(student: torch.Tensor, teacher: torch.Tensor) -> 
     return (diff ** 2).sum(dim=1).mean()
 
 
+def relational_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the two batches' pairwise cosine matrices."""
+    s = F.normalize(student, dim=1)
+    t = F.normalize(teacher, dim=1)
+    return ((s @ s.T - t @ t.T) ** 2).mean()
+
+
 DISTILLATION_LOSSES = {"eq4": angular_distillation, "eq5": normalized_l2_distillation}
 
 
