@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     for pack in packs:
         arch = pack.manifest.get("architecture", {})
         evaluation = pack.manifest.get("evaluation", {})
+        evaluations[pack.name] = evaluation
         for variant in pack.manifest["files"]:
             if not pack.has_file(variant):
                 continue
@@ -63,7 +64,6 @@ def main(argv=None) -> int:
             lfw = evaluation.get("lfw", {}).get(variant, {})
             lfw_shipped = evaluation.get("lfw", {}).get(variant + ("+flip" if flip else ""), {})
             low = evaluation.get("lfw_low", {}).get(variant, {})
-            evaluations[pack.name] = evaluation
             rows.append({
                 "pack": pack.name, "variant": variant,
                 "params": arch.get("parameters"), "madds": arch.get("multiply_adds"),

@@ -123,18 +123,20 @@ def channel_statistics(maps: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray,
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def stage_ends(features: nn.Sequential, input_size: int, count: int = 2) -> list[int]:
-    """Indices of the last layer at each of the last `count` output sizes."""
+def stage_ends(features: nn.Sequential, input_size: int,
+               count: int = 2) -> list[tuple[int, int]]:
+    """(index, channels) of the last layer at each of the last `count` output sizes."""
     was_training = features.training
     features.eval()
-    sizes = []
+    shapes = []
     with torch.no_grad():
         h = torch.zeros(1, 3, input_size, input_size)
         for layer in features:
             h = layer(h)
-            sizes.append(h.shape[-1])
+            shapes.append((h.shape[-1], h.shape[1]))
     features.train(was_training)
-    ends = [i for i in range(len(sizes)) if i + 1 == len(sizes) or sizes[i + 1] != sizes[i]]
+    ends = [(i, shapes[i][1]) for i in range(len(shapes))
+            if i + 1 == len(shapes) or shapes[i + 1][0] != shapes[i][0]]
     if len(ends) < count:
         raise ValueError(f"the student has {len(ends)} stages, hints need {count}")
     return ends[-count:]
@@ -149,12 +151,11 @@ class StudentHints(nn.Module):
         if not isinstance(features, nn.Sequential):
             raise ValueError("hints are for the seed architectures (a `features` stack); "
                              "a student cut from the teacher starts from its weights")
-        self.ends = stage_ends(features, input_size, len(TEACHER_CHANNELS))
-        channels = [_out_channels(features[:i + 1], input_size) for i in self.ends]
+        ends = stage_ends(features, input_size, len(TEACHER_CHANNELS))
         self.regressors = nn.ModuleList(
-            nn.Conv2d(c, t, 1) for c, t in zip(channels, TEACHER_CHANNELS))
+            nn.Conv2d(c, t, 1) for (_, c), t in zip(ends, TEACHER_CHANNELS))
         self._maps: dict[int, torch.Tensor] = {}
-        for slot, i in enumerate(self.ends):
+        for slot, (i, _) in enumerate(ends):
             features[i].register_forward_hook(self._keep(slot))
 
     def _keep(self, slot: int):
@@ -174,11 +175,3 @@ class StudentHints(nn.Module):
             errors.append(((regressor(pooled) - wanted) ** 2).mean())
         return torch.stack(errors).mean()
 
-
-def _out_channels(layers: nn.Sequential, input_size: int) -> int:
-    was_training = layers.training
-    layers.eval()
-    with torch.no_grad():
-        out = layers(torch.zeros(1, 3, input_size, input_size)).shape[1]
-    layers.train(was_training)
-    return out
