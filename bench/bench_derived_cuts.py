@@ -1,7 +1,9 @@
 """What each cut of the teacher costs before any training: LFW accuracy against MACs
-and int8 speed, for input size, inner width and depth (trainer/nets/dlib_derived.py).
+and int8 speed, for input size, inner width (one share, or one per stage) and depth
+(trainer/nets/dlib_derived.py).
 
     python bench/bench_derived_cuts.py [--runs 100] [--configs 112:1.0: 112:0.5:2-2-1-1 ...]
+    python bench/bench_derived_cuts.py --configs 150:0.5: 150:1.0::0.5-1-1-1 150:1.0::1-1-1-0.5
 
 Each configuration is cut from the dlib ResNet (importance measured on 512 training
 faces), exported, quantized to int8 as a student pack would be, and timed beside the
@@ -23,7 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_CONFIGS = ["150:1.0:", "128:1.0:", "112:1.0:", "96:1.0:", "112:0.75:",
-                   "112:0.5:", "112:1.0:2-2-1-1", "112:0.75:2-2-1-1", "96:0.5:2-2-1-1"]
+                   "112:0.5:", "112:1.0:2-2-1-1", "112:0.75:2-2-1-1", "96:0.5:2-2-1-1",
+                   # each stage alone at half its inner channels, then a 3 MB budget
+                   # spent on the early stages
+                   "150:0.5:", "150:1.0::0.5-1-1-1", "150:1.0::1-0.5-1-1", "150:1.0::1-1-0.5-1",
+                   "150:1.0::1-1-1-0.5", "150:1.0::1-1-0.75-0.4", "150:1.0::1-1-1-0.35"]
 
 
 def median_ms(path: Path, batch: np.ndarray, runs: int, threads: int = 1) -> float:
@@ -65,7 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--speed-only", action="store_true", help="skip LFW")
     parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS,
-                        help="SIZE:WIDTH:DEPTH (depth empty: the teacher's 3-3-2-2)")
+                        help="SIZE:WIDTH:DEPTH[:STAGE_WIDTHS] (depth empty: the teacher's "
+                             "3-3-2-2; stage widths, e.g. 1-1-0.75-0.4, replace the width)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -81,32 +88,34 @@ def main(argv=None) -> int:
                             max(10, args.runs // 4), threads=2)
     print(f"teacher int8: {teacher_ms:.2f} ms/face (batch 1, 1 thread), "
           f"{teacher_ms8:.2f} (batch 8, 2 threads)")
-    print("size width depth | params MACs(M) | LFW fp32 (no training) | int8 ms  speed-up "
+    print("size width          depth | params MACs(M) | LFW fp32 (no training) | int8 ms  speed-up "
           "| batch 8 ms  speed-up")
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.configs:
-            size, width, depth = spec.split(":")
+            size, width, depth, *stages = spec.split(":")
             cfg = StudentConfig(arch="dlib-derived", width=float(width),
-                                input_size=int(size), act="relu", depth=depth)
+                                input_size=int(size), act="relu", depth=depth,
+                                stage_widths=stages[0] if stages else "")
             model = student_model(cfg)
             derive_from_teacher(model.net, teacher, chips)
             model.eval()
             acc = ({"accuracy": float("nan"), "tar_at_far_0.001": float("nan")}
                    if args.speed_only else lfw_accuracy(model, cfg.template))
             macs, params = count_multiply_adds(model, int(size)), count_parameters(model)
-            if int(size) == 150 and not depth and float(width) == 1.0:
+            if int(size) == 150 and not depth and float(width) == 1.0 and not cfg.stage_widths:
                 ms, ms8 = teacher_ms, teacher_ms8  # the uncut teacher: its shipped file
             else:
                 crops = aligned_faces(targets, rows, cfg.template)
                 calibration = to_input(crops).numpy()
-                fp32 = Path(tmp) / f"{size}-{width}-{depth}.fp32.onnx"
+                fp32 = Path(tmp) / f"{cfg.slug}.fp32.onnx"
                 int8 = fp32.with_name(fp32.name.replace("fp32", "int8"))
                 export_onnx(model, fp32, (int(size), int(size)))
                 keep = input_convolutions(fp32) + nodes_after_last_compute(fp32)
                 quantize_int8(fp32, int8, calibration, keep_fp32=keep, seven_bit_weights=True)
                 ms = median_ms(int8, calibration[:1], args.runs)
                 ms8 = median_ms(int8, calibration[:8], max(10, args.runs // 4), threads=2)
-            print(f"{size:>4} {float(width):5.2f} {depth or '3-3-2-2':>7} | {params / 1e6:5.2f}M "
+            shares = cfg.stage_widths or f"{float(width):.2f}"
+            print(f"{size:>4} {shares:>14} {depth or '3-3-2-2':>7} | {params / 1e6:5.2f}M "
                   f"{macs / 1e6:7.1f} | {100 * acc['accuracy']:6.2f}% "
                   f"TAR@1e-3 {100 * acc['tar_at_far_0.001']:5.1f}% | {ms:6.2f}  "
                   f"{teacher_ms / ms:4.2f}x | batch 8: {ms8:5.2f} {teacher_ms8 / ms8:4.2f}x",

@@ -78,14 +78,37 @@ def _unknowns(args, gallery):
     from .core.embed import Embedder
     from .core.unknowns import UnknownFaces
 
-    embedder = Embedder.from_pack(args.model, threads=1)
+    pack, variant = _embedder_choice(args, gallery)
+    embedder = Embedder.from_pack(pack, variant=variant, threads=1)
     return UnknownFaces(gallery, embedder.model_id, embedder.dim,
                         embedder.clustering_threshold())
 
 
+def _embedder_choice(args, gallery=None) -> tuple[str, str | None]:
+    """--model, or the gallery's own model (embedder_for_gallery): a gallery enrolled
+    with another model keeps working without --model."""
+    from .core.gallery_location import is_server_location
+    from .core.recognize import embedder_for_gallery
+
+    if args.model:
+        return args.model, None
+    choice = (DEFAULT_EMBEDDER, None)
+    try:
+        if gallery is not None:
+            choice = embedder_for_gallery(gallery)
+        elif is_server_location(args.db) or Path(args.db or default_gallery_path()).exists():
+            with _gallery(args) as opened:
+                choice = embedder_for_gallery(opened)
+    except Exception:  # the command's own opening of the gallery says what is wrong
+        pass
+    args.model = choice[0]  # messages name the model in use
+    return choice
+
+
 def _pipeline(args) -> FacePipeline:
-    return FacePipeline.create(args.detector, args.model, min_face=args.min_face,
-                               threads=args.threads)
+    pack, variant = _embedder_choice(args)
+    return FacePipeline.create(args.detector, pack, min_face=args.min_face,
+                               threads=args.threads, variant=variant)
 
 
 def _point(args) -> OperatingPoint:
@@ -476,7 +499,9 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="this station's name on the events it records (default: "
                              "$FACEAPP_STATION or the host name)")
     parser.add_argument("--detector", default=default(DEFAULT_DETECTOR), help="detector pack")
-    parser.add_argument("--model", default=default(DEFAULT_EMBEDDER), help="embedder pack")
+    parser.add_argument("--model", default=default(None),
+                        help=f"embedder pack (default: the one the gallery's templates were "
+                             f"made with, else {DEFAULT_EMBEDDER})")
     parser.add_argument("--min-face", type=int, default=default(40),
                         help="smallest face, pixels")
     parser.add_argument("--threads", type=int, default=default(2))

@@ -248,6 +248,24 @@ def test_encrypted_export_without_a_terminal_asks_for_a_passphrase_file(enrolled
     assert not (tmp_path / "b.faces").exists()
 
 
+def test_a_gallery_enrolled_with_another_model_is_identified_with_it(tmp_path, photos):
+    """Enrolled with --model (the fast student), identified without: the gallery's own
+    model, not a refusal for want of the default's templates."""
+    db = tmp_path / "fast.db"
+    faceapp(db, "enroll", "Alice", photos / "img1.jpg", photos / "img2.jpg",
+            "--model", "dlib-taper-150-v1")
+    faceapp(db, "enroll", "Bob", photos / "img13.jpg", "--model", "dlib-taper-150-v1")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("img4.jpg", "img14.jpg", "img20.jpg"):
+        (folder / name).write_bytes((photos / name).read_bytes())
+    rows = json_lines(faceapp(db, "identify", folder).stdout)
+    named = {os.path.basename(row["path"]): row["person"] for row in rows}
+    assert named == {"img4.jpg": "Alice", "img14.jpg": "Bob", "img20.jpg": None}
+    with Gallery(db) as g:
+        assert set(g.models()) == {"dlib-taper-150-v1:int8"}
+
+
 def test_identify_with_a_model_the_gallery_has_no_templates_for(enrolled_db, photos):
     run = faceapp(enrolled_db, "identify", photos / "img4.jpg", "--model",
                   "mobilefacenet-64-v1", check=False)

@@ -959,3 +959,26 @@ def test_failed_export_keeps_the_previous_file(tmp_path, crops):
     with Gallery(tmp_path / "src.db") as again, pytest.raises(ValueError):
         export_gallery(again, out, "")
     assert digest(out) == before
+
+
+def test_a_gallery_keeps_the_model_its_templates_were_made_with(gallery, crops):
+    """With no model chosen, a gallery enrolled with another model (or before the default
+    changed) goes on with the model its templates are in; a new one takes the default."""
+    from faceapp.core.recognize import DEFAULT_EMBEDDER, embedder_for_gallery
+
+    other = "dlib-taper-150-v1"
+    assert other != DEFAULT_EMBEDDER
+    assert embedder_for_gallery(gallery) == (DEFAULT_EMBEDDER, None)
+    _, faces = gallery.enroll("Ada", [sample(crops[0]), sample(crops[1], 1)],
+                              {f"{other}:int8": vectors(2, 128, 0)})
+    gallery.enroll("Bo", [sample(crops[2], 2)], {f"{other}:fp32": vectors(1, 128, 1)})
+    assert embedder_for_gallery(gallery) == (other, "int8")  # the most templates
+    gallery.set_embeddings(f"{DEFAULT_EMBEDDER}:int8", dict(zip(faces, vectors(2, 128, 2))))
+    assert embedder_for_gallery(gallery) == (DEFAULT_EMBEDDER, None)
+
+
+def test_templates_of_a_model_no_longer_installed_fall_back_to_the_default(gallery, crops):
+    from faceapp.core.recognize import DEFAULT_EMBEDDER, embedder_for_gallery
+
+    gallery.enroll("Ada", [sample(crops[0])], {"retired-model-v0:int8": vectors(1, 64, 0)})
+    assert embedder_for_gallery(gallery) == (DEFAULT_EMBEDDER, None)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from faceapp.core.recognize import DEFAULT_EMBEDDER
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "assets" / "models"
 
@@ -26,7 +28,7 @@ def test_self_test_passes_and_reports():
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "model: mtcnn-v1 1.0" in out
-    assert "model: dlib-resnet-v1 1.0" in out
+    assert f"model: {DEFAULT_EMBEDDER} 1.0" in out
     assert "-> astronaut" in out
     assert "no-face image: 0 faces" in out
     assert "gallery server driver: psycopg 3." in out and "(binary, libpq " in out
@@ -36,14 +38,14 @@ def test_self_test_passes_and_reports():
 def test_self_test_refuses_damaged_models(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns("*.fp32.onnx"))
-    int8 = models / "dlib-resnet-v1" / "dlib-resnet-v1.int8.onnx"
+    int8 = models / DEFAULT_EMBEDDER / f"{DEFAULT_EMBEDDER}.int8.onnx"
     data = bytearray(int8.read_bytes())
     data[len(data) // 2] ^= 0xFF
     int8.write_bytes(bytes(data))
     result = _self_test({"FACEAPP_MODELS_DIR": str(models)})
     assert result.returncode != 0
     assert "FAILED: the models do not load" in result.stdout
-    assert "dlib-resnet-v1.int8.onnx is damaged (checksum mismatch)" in result.stdout
+    assert f"{DEFAULT_EMBEDDER}.int8.onnx is damaged (checksum mismatch)" in result.stdout
 
 
 def test_self_test_leaves_no_gallery_behind(tmp_path):

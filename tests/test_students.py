@@ -164,13 +164,40 @@ def test_a_cut_keeps_the_teachers_most_important_channels_and_exports(teacher_an
 def test_cut_options_are_checked():
     with pytest.raises(ValueError, match="depth"):
         StudentConfig("dlib-derived", act="relu", depth="3-3-3-3")
-    with pytest.raises(ValueError, match="depth is an option"):
+    with pytest.raises(ValueError, match="options of the dlib-derived"):
         StudentConfig("mobilefacenet", depth="2-2-1-1")
+    with pytest.raises(ValueError, match="options of the dlib-derived"):
+        StudentConfig("mobilefacenet", stage_widths="1-1-1-0.5")
+    for bad in ("1-1-0.5", "1-1-0-0.5", "1-1-1.5-0.5"):
+        with pytest.raises(ValueError, match="stage widths"):
+            StudentConfig("dlib-derived", act="relu", stage_widths=bad)
     with pytest.raises(ValueError, match="input size"):
         StudentConfig("dlib-derived", act="relu", input_size=96)
     with pytest.raises(ValueError, match="ReLU"):
         build(StudentConfig("dlib-derived", act="leaky"))
     assert StudentConfig("dlib-derived", 0.5, 112, "relu", depth="2-2-1-1").template == "dlib112"
+
+
+def test_stage_widths_cut_each_stage_by_its_own_share(teacher_and_chips):
+    from trainer.nets.dlib_derived import measure_teacher
+
+    teacher, chips, _ = teacher_and_chips
+    config = StudentConfig("dlib-derived", act="relu", input_size=150,
+                           stage_widths="1-1-0.75-0.4")
+    assert config.slug == "dlib-derived-w1-1-075-04-150"
+    model, info = _derived(teacher, chips, input_size=150, stage_widths="1-1-0.75-0.4")
+    inner = {}
+    for block in model.net.blocks:
+        inner.setdefault(block.conv2.out_channels, set()).add(block.conv1.out_channels)
+    # the last down block (256 channels, alone in its stage) takes the 256 share too
+    assert inner == {32: {32}, 64: {64}, 128: {96}, 256: {104}}
+    importance, _ = measure_teacher(teacher, teacher.normalise(chips))
+    for student_block, source in zip(model.net.blocks, info["teacher_blocks"]):
+        keep = torch.argsort(importance[source], descending=True)[:student_block.conv1.out_channels]
+        torch.testing.assert_close(student_block.conv1.weight,
+                                   teacher.blocks[source].conv1.weight[torch.sort(keep).values])
+    # the full early stages hold few of the weights: the file shrinks with the 256 stage
+    assert count_parameters(model) < 0.5 * count_parameters(teacher)
 
 
 # ---------------------------------------------------------------- losses, by hand

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QLabel  # noqa: E402
 from faceapp.core.imageio import load_image  # noqa: E402
 from faceapp.core.models import packs_dir  # noqa: E402
 from faceapp.core.sources import CameraSource, ImageFolderSource  # noqa: E402
-from faceapp.core.recognize import FacePipeline  # noqa: E402
+from faceapp.core.recognize import DEFAULT_EMBEDDER, FacePipeline  # noqa: E402
 from faceapp.ui import dialogs  # noqa: E402
 from faceapp.ui.jobs import Job  # noqa: E402
 from faceapp.ui.live import KNOWN, UNKNOWN  # noqa: E402
@@ -447,7 +447,7 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     assert "dlib-copy (int8) · LFW accuracy 98.97%" in texts
     # the student names almost nobody: shipped for experiments, not offered (issue 20)
     assert not any(text.startswith("mobilefacenet-64-v1") for text in texts)
-    assert page.model.currentData()[0] == "dlib-resnet-v1"
+    assert page.model.currentData()[0] == DEFAULT_EMBEDDER
     copy = next(i for i in range(page.model.count())
                 if tuple(page.model.itemData(i)) == ("dlib-copy", "int8"))
 
@@ -457,8 +457,8 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     page.bulk_cancel.click()
     wait_idle(qtbot)
     assert "cancelled" in page.bulk_label.text()
-    assert state.pipeline.embedder.model_id == "dlib-resnet-v1:int8"
-    assert page.model.currentData()[0] == "dlib-resnet-v1"
+    assert state.pipeline.embedder.model_id == f"{DEFAULT_EMBEDDER}:int8"
+    assert page.model.currentData()[0] == DEFAULT_EMBEDDER
 
     page.model.setCurrentIndex(copy)
     wait_idle(qtbot)

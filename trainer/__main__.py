@@ -134,7 +134,7 @@ def _student_config(args):
     if args.config:
         config = DistillConfig.from_dict(json.loads(Path(args.config).read_text()))
     student = dict(config.student.to_dict())
-    for key in ("arch", "width", "input_size", "act", "depth"):
+    for key in ("arch", "width", "input_size", "act", "depth", "stage_widths"):
         value = getattr(args, key)
         if value is not None:
             student[key] = value
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "128, 112 or 104)")
     p.add_argument("--depth", help="dlib-derived: residual blocks kept per stage after its "
                                    "down-sampling block, e.g. 2-2-1-1 (teacher: 3-3-2-2)")
+    p.add_argument("--stage-widths", help="dlib-derived: inner-channel share of the 32, 64, "
+                                          "128 and 256-channel stages, e.g. 1-1-0.75-0.4 "
+                                          "(instead of one --width)")
     p.add_argument("--act", help="relu, leaky, prelu or prelu-split")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

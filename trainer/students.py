@@ -67,7 +67,9 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
         "name": name,
         "version": "1.0",
         "task": "embedder",
-        "description": f"{cfg.arch} student (width {cfg.width:g}, {size}x{size} input, "
+        "description": f"{cfg.arch} student ("
+                       + (f"stage widths {cfg.stage_widths}" if cfg.stage_widths
+                          else f"width {cfg.width:g}") + f", {size}x{size} input, "
                        f"{cfg.act}) distilled from dlib's ResNet",
         "default_variant": "int8",
         "input": {"size": [size, size], "color": "RGB", "layout": "NCHW",

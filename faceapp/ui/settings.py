@@ -94,6 +94,11 @@ class AppSettings:
         return str(self._get("recognition/embedder", DEFAULT_EMBEDDER)) or DEFAULT_EMBEDDER
 
     @property
+    def embedder_chosen(self) -> bool:
+        """Whether the user picked a face model (otherwise the gallery's or the default)."""
+        return bool(self._get("recognition/embedder", ""))
+
+    @property
     def embedder_variant(self) -> str | None:
         """None: the pack's default variant."""
         return str(self._get("recognition/embedder_variant", "")) or None

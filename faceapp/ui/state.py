@@ -13,7 +13,7 @@ from ..core.enroll import Enroller
 from ..core.gallery import Gallery
 from ..core.embed import Embedder
 from ..core.operating import DecisionRule, OperatingPoint
-from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline
+from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline, embedder_for_gallery
 from ..core.unknowns import UnknownFaces, open_gallery
 from .jobs import Job
 from .settings import AppSettings
@@ -88,9 +88,11 @@ class AppState(QObject):
         path, min_face = self.gallery_path, self.settings.min_face
         station = self.settings.station
         pack, variant = self.settings.embedder_pack, self.settings.embedder_variant
+        chosen, loaded_gallery = self.settings.embedder_chosen, self.gallery
         self.loading = True
 
         def work(job):
+            nonlocal pack, variant
             errors, gallery, pipeline = [], None, None
             if want_gallery:
                 try:
@@ -98,6 +100,11 @@ class AppState(QObject):
                 except Exception as exc:  # shown to the person, the rest still loads
                     errors.append(f"The gallery cannot be opened: {exc}. "
                                   "Choose another file in Settings.")
+            if want_models and not chosen:
+                try:
+                    pack, variant = embedder_for_gallery(gallery or loaded_gallery)
+                except Exception:  # an unreadable gallery: its error is shown above
+                    pass
             if want_models:
                 try:
                     pipeline = FacePipeline.create(embedder_pack=pack, variant=variant,

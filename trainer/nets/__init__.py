@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .dlib_derived import DlibDerived, parse_depth
+from .dlib_derived import DlibDerived, parse_depth, parse_stage_widths
 from .layers import ACTIVATIONS
 from .mobiface import MobiFace
 from .mobilefacenet import MobileFaceNet
@@ -34,6 +34,7 @@ class StudentConfig:
     act: str = "leaky"
     embedding: int = 128
     depth: str = ""  # dlib-derived: residual blocks per stage, e.g. "2-2-1-1"
+    stage_widths: str = ""  # dlib-derived: inner-channel share per stage, e.g. "1-1-0.75-0.4"
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
@@ -44,10 +45,12 @@ class StudentConfig:
             raise ValueError(f"input size must be one of {sizes}")
         if self.act not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}")
-        if self.depth and self.arch != "dlib-derived":
-            raise ValueError("depth is an option of the dlib-derived student only")
+        if (self.depth or self.stage_widths) and self.arch != "dlib-derived":
+            raise ValueError("depth and stage widths are options of the dlib-derived "
+                             "student only")
         if self.arch == "dlib-derived":
             parse_depth(self.depth)
+            parse_stage_widths(self.stage_widths)
 
     @property
     def template(self) -> str:
@@ -60,6 +63,9 @@ class StudentConfig:
     def slug(self) -> str:
         width = f"{self.width:g}".replace(".", "")
         act = "" if self.act == "relu" else f"-{self.act}"
+        if self.stage_widths:
+            shares = parse_stage_widths(self.stage_widths)
+            width = "-".join(f"{w:g}".replace(".", "") for w in shares)
         depth = f"-d{self.depth.replace('-', '')}" if self.depth else ""
         return f"{self.arch}-w{width}-{self.input_size}{depth}{act}"
 
@@ -68,7 +74,8 @@ class StudentConfig:
 
 
 def build(config: StudentConfig) -> nn.Module:
-    options = {"depth": config.depth} if config.arch == "dlib-derived" else {}
+    options = ({"depth": config.depth, "stage_widths": config.stage_widths}
+               if config.arch == "dlib-derived" else {})
     return ARCHITECTURES[config.arch](width=config.width, input_size=config.input_size,
                                       embedding=config.embedding, act=config.act, **options)
 

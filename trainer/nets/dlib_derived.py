@@ -9,9 +9,13 @@ what the cuts cost:
   weights run on a 112 px (or 128, 96) chip framed like the teacher's 150 px one. The
   zero-padding of dlib's add_prev in the down-sampling blocks depends on the sizes, so
   each block computes it for this input (`ResidualBlock`).
-- **Inner channels** (`width`): the channels between a block's two 3x3 convolutions
-  are kept by measured importance (mean activation times the L2 norm of the weights
-  that read it), the residual stream itself is left whole, so the skips stay exact.
+- **Inner channels** (`width`, or `stage_widths` for each stage): the channels between
+  a block's two 3x3 convolutions are kept by measured importance (mean activation
+  times the L2 norm of the weights that read it), the residual stream itself is left
+  whole, so the skips stay exact. The stages differ: cut alone to half its inner
+  channels, the 64-channel stage drops LFW to 90% before any training, the 256-channel
+  stage only to 97% though it holds 80% of the weights (bench/bench_derived_cuts.py),
+  so a file budget is best spent on full early stages and a narrow last one.
 - **Depth** (`depth`, residual blocks per stage after its down-sampling block; the
   teacher has 3-3-2-2): the blocks whose branch adds the least to their input are
   dropped.
@@ -45,6 +49,19 @@ def parse_depth(depth: str | tuple | None) -> tuple[int, ...]:
     return counts
 
 
+def parse_stage_widths(widths: str | tuple | None, width: float = 1.0) -> tuple[float, ...]:
+    """Inner-channel shares of the 32, 64, 128 and 256-channel stages ("1-1-0.75-0.4");
+    empty: `width` for all four."""
+    if not widths:
+        return (float(width),) * len(TEACHER_DEPTH)
+    shares = tuple(float(part) for part in str(widths).split("-")) if isinstance(widths, str) \
+        else tuple(float(w) for w in widths)
+    if len(shares) != len(TEACHER_DEPTH) or any(not 0 < w <= 1 for w in shares):
+        raise ValueError(f"stage widths '{widths}': four shares in (0, 1], one for each of "
+                         "the 32, 64, 128 and 256-channel stages")
+    return shares
+
+
 def inner_channels(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8.0)) * 8)  # multiples of 8 run fastest
 
@@ -61,7 +78,8 @@ class DlibDerived(nn.Module):
     raw_teacher_space = True
 
     def __init__(self, width: float = 1.0, input_size: int = 112, embedding: int = 128,
-                 act: str = "relu", depth: str | tuple | None = None):
+                 act: str = "relu", depth: str | tuple | None = None,
+                 stage_widths: str | tuple | None = None):
         super().__init__()
         from ..teachers.dlib_resnet import ResidualBlock, conv_out
 
@@ -70,6 +88,7 @@ class DlibDerived(nn.Module):
         if embedding != 128:
             raise ValueError("the teacher-derived student keeps the teacher's 128-d output")
         self.depth = parse_depth(depth)
+        shares = parse_stage_widths(stage_widths, width)
         self.input_size = input_size
         self.stem = nn.Conv2d(3, STEM_CHANNELS, 7, stride=2, padding=0)
         self.stem_pool = nn.MaxPool2d(3, 2)
@@ -82,7 +101,8 @@ class DlibDerived(nn.Module):
         for stage, (channels, count) in enumerate(zip(STAGE_CHANNELS, counts)):
             kinds = ([] if stage == 0 else [True]) + [False] * count
             for down in kinds:
-                inner = inner_channels(channels, width)
+                # the last stage (a down block alone) has the 256-channel share
+                inner = inner_channels(channels, shares[min(stage, len(shares) - 1)])
                 conv1 = nn.Conv2d(shape[0], inner, 3, stride=2 if down else 1,
                                   padding=0 if down else 1)
                 conv2 = nn.Conv2d(inner, channels, 3, padding=1)
