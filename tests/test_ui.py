@@ -480,6 +480,30 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     wait_idle(qtbot)
 
 
+def test_a_gallery_enrolled_with_another_model_opens_with_that_model(qtbot, photos, tmp_path):
+    """No model chosen in Settings: the app recognises with the model the gallery's
+    templates were made with (here the fast student), not the default it has none for."""
+    from faceapp.core.enroll import Enroller
+    from faceapp.core.gallery import Gallery
+
+    fast = FacePipeline.create(embedder_pack="dlib-taper-150-v1", threads=2)
+    with Gallery(tmp_path / "fast.db") as gallery:
+        for name, files in (("Alice", ALICE), ("Bob", BOB)):
+            Enroller(fast, gallery).enroll_photos(name, photo_paths(photos, files))
+    settings = AppSettings(tmp_path / "fast.ini")
+    settings.gallery_path = tmp_path / "fast.db"
+    assert not settings.embedder_chosen
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.state.is_ready, timeout=WAIT)
+    wait_idle(qtbot)
+    assert window.state.pipeline.embedder.model_id == "dlib-taper-150-v1:int8"
+    assert window.settings_page.model.currentData()[0] == "dlib-taper-150-v1"
+    seen = run_live(qtbot, window, str(link_folder(tmp_path / "later", photos, ALICE_LATER)))
+    assert [o.label for overlays in seen for o in overlays] == ["Alice"] * len(ALICE_LATER)
+    assert not AppSettings(tmp_path / "fast.ini").embedder_chosen  # nothing chosen for them
+
+
 def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
         qtbot, open_window, photos, tmp_path, monkeypatch):
     window = open_window()
