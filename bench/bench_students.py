@@ -4,7 +4,8 @@
                                    [--also DIR ...]   # packs not shipped (trials)
 
 Speeds are measured here, in one run, for every variant of every pack (medians on
-real aligned faces, batch 1 on 1 thread and batch 8 on 2 threads). Accuracies are
+real aligned faces, batch 1 on 1 thread and batch 8 on 2 threads; in five rounds that
+each time every pack once, so a slower minute of the machine hits all packs alike). Accuracies are
 read from each pack's manifest, where `python -m trainer evaluate --update-manifest`
 stored them (LFW: research data, non-commercial use).
 """
@@ -12,6 +13,7 @@ stored them (LFW: research data, non-commercial use).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
     rows = []
     evaluations = {}
     crops_by_template = {}
+    timed = []  # (batch-1 embedder, batch-8 embedder, crops) per row
     for pack in packs:
         arch = pack.manifest.get("architecture", {})
         evaluation = pack.manifest.get("evaluation", {})
@@ -56,11 +59,10 @@ def main(argv=None) -> int:
             template = one.template.name
             if template not in crops_by_template:
                 crops_by_template[template] = sample_crops(template)
-            crops = crops_by_template[template]
-            ms1, _ = time_per_face(one, crops, 1, args.runs)
-            ms8, _ = time_per_face(Embedder(pack, variant=variant, threads=2, flip=False),
-                                   crops, 8, max(20, args.runs // 4))
+            timed.append((one, Embedder(pack, variant=variant, threads=2, flip=False),
+                          crops_by_template[template]))
             flip = bool(pack.manifest.get("flip_fusion", False))  # as the app runs it
+            template_flip = flip or bool(pack.manifest.get("template_flip_fusion", False))
             lfw = evaluation.get("lfw", {}).get(variant, {})
             lfw_shipped = evaluation.get("lfw", {}).get(variant + ("+flip" if flip else ""), {})
             low = evaluation.get("lfw_low", {}).get(variant, {})
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
                 "pack": pack.name, "variant": variant,
                 "params": arch.get("parameters"), "madds": arch.get("multiply_adds"),
                 "mb": pack.manifest["files"][variant]["bytes"] / 1e6,
-                "ms1": ms1, "ms8": ms8, "lfw": lfw.get("accuracy_mean"), "flip": flip,
+                "ms1": None, "ms8": None, "lfw": lfw.get("accuracy_mean"), "flip": flip,
+                "template_flip": template_flip,
                 "lfw_shipped": lfw_shipped.get("accuracy_mean"),
                 "hh": low.get("high_high", {}).get("accuracy_mean"),
                 "lh": low.get("low_high", {}).get("accuracy_mean"),
@@ -76,28 +79,43 @@ def main(argv=None) -> int:
                 "lh_tar": low.get("low_high", {}).get("tar_at_far_0.001"),
                 "ll_tar": low.get("low_low", {}).get("tar_at_far_0.001"),
             })
-            print(f"measured {pack.name} {variant}", file=sys.stderr)
+
+    # Timed in rounds, every pack once per round, and the median over rounds kept:
+    # a machine that slows down for a minute slows every pack alike, not the last ones.
+    rounds = 5
+    samples = [([], []) for _ in timed]
+    for round_no in range(rounds):
+        for (one, eight, crops), (ms1, ms8) in zip(timed, samples):
+            ms1.append(time_per_face(one, crops, 1, max(10, args.runs // rounds))[0])
+            ms8.append(time_per_face(eight, crops, 8, max(5, args.runs // 4 // rounds))[0])
+        print(f"timing round {round_no + 1} of {rounds}", file=sys.stderr)
+    for row, (ms1, ms8) in zip(rows, samples):
+        row["ms1"], row["ms8"] = statistics.median(ms1), statistics.median(ms8)
 
     teacher = next((r for r in rows if r["pack"] == "dlib-resnet-v1" and r["variant"] == "int8"),
                    None)
     print("ms: one pass per face (median). As shipped: times 2 for a pack that fuses each "
-          "face with its mirror (flip); speed-up against the teacher's int8 pack as shipped.")
+          "searched face with its mirror (flip: yes), or each enrolled sample (templates); "
+          "speed-ups against the teacher's int8 pack as shipped.")
     print("| pack | variant | params (M) | MAdds (M) | file (MB) | ms b1 1 thr | ms b8 2 thr "
-          "| flip | speed-up as shipped b1 / b8 | LFW % | LFW % as shipped | High-High % "
-          "| Low-High % (TAR@1e-3) | Low-Low % (TAR@1e-3) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| flip | speed-up searching b1 / b8 | enrolling b1 / b8 | LFW % | LFW % as shipped "
+          "| High-High % | Low-High % (TAR@1e-3) | Low-Low % (TAR@1e-3) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}" if r["params"] else "-"
         madds = f"{r['madds'] / 1e6:.0f}" if r["madds"] else "-"
         lh = f"{pct(r['lh'])} ({r['lh_tar']:.3f})" if r["lh"] is not None else "-"
         ll = f"{pct(r['ll'])} ({r['ll_tar']:.3f})" if r["ll"] is not None else "-"
-        speedup = "-"
+        speedup = enrolling = "-"
         if teacher is not None:
-            factor = (2 if teacher["flip"] else 1) / (2 if r["flip"] else 1)
-            speedup = (f"{factor * teacher['ms1'] / r['ms1']:.2f}x / "
-                       f"{factor * teacher['ms8'] / r['ms8']:.2f}x")
+            def ratio(key):
+                factor = (2 if teacher[key] else 1) / (2 if r[key] else 1)
+                return (f"{factor * teacher['ms1'] / r['ms1']:.2f}x / "
+                        f"{factor * teacher['ms8'] / r['ms8']:.2f}x")
+            speedup, enrolling = ratio("flip"), ratio("template_flip")
+        flip = "yes" if r["flip"] else "templates" if r["template_flip"] else "no"
         print(f"| {r['pack']} | {r['variant']} | {params} | {madds} | {r['mb']:.2f} "
-              f"| {r['ms1']:.2f} | {r['ms8']:.2f} | {'yes' if r['flip'] else 'no'} | {speedup} "
+              f"| {r['ms1']:.2f} | {r['ms8']:.2f} | {flip} | {speedup} | {enrolling} "
               f"| {pct(r['lfw'])} | {pct(r['lfw_shipped'])} | {pct(r['hh'])} | {lh} | {ll} |")
 
     plotted = [r for r in rows if r["lfw"] is not None and r["variant"] == "int8"]

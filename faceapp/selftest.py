@@ -120,7 +120,8 @@ def _checks(say) -> None:
     for pack in (detector_pack, embedder_pack):
         say(f"model: {pack.name} {pack.manifest.get('version', '?')} ({pack.task}, "
             f"files checked: {', '.join(sorted(pack._verified))})")
-    say(f"embedder variant: {pipeline.embedder.model_id}, flip fusion: {pipeline.embedder.flip}")
+    say(f"embedder variant: {pipeline.embedder.model_id}, flip fusion: "
+        f"{pipeline.embedder.flip} (templates: {pipeline.embedder.template_flip})")
     say(f"load models: {_ms(time.perf_counter() - t0)}")
 
     # 2. the sample photo

@@ -62,3 +62,28 @@ def test_ten_fold_report_on_separable_scores():
     assert report["roc_auc"] == 1.0 and report["tar_at_far_0.001"] == 1.0
     flipped = verification_report(np.where(np.arange(600) == 0, -1.0, scores), pairs)
     assert flipped["fold_accuracies"][0] == pytest.approx(59 / 60)
+
+
+def test_lfw_1n_gallery_samples_can_be_embedded_apart_from_the_probes():
+    """With `templates` (samples fused with their mirror, probes in one pass), the
+    gallery is built from the templates and the probes search with their own vectors."""
+    from trainer.identification import Lfw1N
+
+    rng = np.random.default_rng(0)
+    people = [f"P{i:02d}" for i in range(6) for _ in range(3)]
+    images = [f"{name}/{name}_{k:04d}.jpg" for k, name in enumerate(people)]
+
+    def unit(n):
+        v = rng.standard_normal((n, 16)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    probes, templates = unit(len(images)), unit(len(images))
+    lfw = Lfw1N(probes, images, templates=templates)
+    _, sample_rows, mated, _ = lfw.gallery(samples=1, people=4, seed=0)
+    found = lfw.searches(samples=1, people=4, seed=0)
+    expected = (probes[mated] @ templates[sample_rows].T).max(axis=1)
+    np.testing.assert_allclose(found.mated_top[:, 0], expected, rtol=1e-5)
+    plain = (probes[mated] @ probes[sample_rows].T).max(axis=1)
+    assert not np.allclose(found.mated_top[:, 0], plain)
+    with pytest.raises(ValueError, match="same images"):
+        Lfw1N(probes, images, templates=templates[:-1])

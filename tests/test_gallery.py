@@ -966,7 +966,7 @@ def test_a_gallery_keeps_the_model_its_templates_were_made_with(gallery, crops):
     changed) goes on with the model its templates are in; a new one takes the default."""
     from faceapp.core.recognize import DEFAULT_EMBEDDER, embedder_for_gallery
 
-    other = "dlib-taper-150-v1"
+    other = "dlib-resnet-v1"  # the default before the student took over
     assert other != DEFAULT_EMBEDDER
     assert embedder_for_gallery(gallery) == (DEFAULT_EMBEDDER, None)
     _, faces = gallery.enroll("Ada", [sample(crops[0]), sample(crops[1], 1)],

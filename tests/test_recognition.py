@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from faceapp.core.align import align_faces
 from faceapp.core.enroll import EnrollError, Enroller, pick_subject
 from faceapp.core.gallery import Gallery
 from faceapp.core.imageio import load_image
@@ -303,7 +304,36 @@ def test_switching_models_reembeds_from_stored_crops(pipeline, enrolled):
                                np.sort(before @ before.T, axis=None), atol=1e-5)
 
 
-def test_flip_fusion_is_mirror_invariant(pipeline, photos):
+def test_a_pack_can_fuse_only_the_templates_and_still_name_people(gallery, photos):
+    """dlib-taper-150-v1 fuses each gallery sample with its mirror once, at enrolment,
+    and searches faces in one pass: the stored templates are the fused ones, the
+    searched faces are not, the 1:N calibration is the one measured for that mix,
+    and enrolled people are named."""
+    pipeline = FacePipeline.create(embedder_pack="dlib-taper-150-v1")
+    embedder = pipeline.embedder
+    assert (embedder.flip, embedder.template_flip) == (False, True)
+    assert embedder.setting == "int8+flip-templates"
+    enroller = Enroller(pipeline, gallery)
+    assert enroller.enroll_photos("Alice", [photos / PERSON_A[0]]).added == 1
+    assert enroller.enroll_photos("Bob", [photos / PERSON_B[0]]).added == 1
+    alice_id = gallery.find_person("Alice").id
+    sample = gallery.face_sample(gallery.faces(alice_id)[0].id)
+    crop = align_faces(sample.crop, [sample.landmarks], embedder.template)
+    raw = embedder.raw(crop) + embedder.raw(crop[:, :, ::-1])
+    _, person_ids, stored = gallery.embeddings(embedder.model_id)
+    alice = stored[person_ids == alice_id][0]
+    np.testing.assert_allclose(alice, raw[0] / np.linalg.norm(raw[0]), atol=1e-5)
+    assert float(alice @ embedder.embed(crop)[0]) < 0.9999  # a search is one pass
+    recognizer = Recognizer(pipeline, gallery, "balanced", log_events=False)
+    names = {p.id: p.name for p in gallery.people()}
+    for file, expected in [(PERSON_A[2], "Alice"), (PERSON_B[1], "Bob"), (OTHERS[0], None)]:
+        result = recognizer.process(load_image(photos / file), track=False)
+        subject = max(result.faces, key=lambda f: f.face.width)
+        assert names.get(subject.decision.person_id) == expected, (file, subject.decision)
+
+
+def test_flip_fusion_is_mirror_invariant(photos):
+    pipeline = FacePipeline.create(embedder_pack="dlib-resnet-v1")
     embedder = pipeline.embedder
     assert embedder.flip  # the teacher pack's manifest asks for it (it measured better)
     crops = np.stack([a.crop for a in pipeline.analyze(load_image(photos / "couple.jpg"))])

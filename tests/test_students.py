@@ -685,13 +685,25 @@ def test_export_makes_a_pack_the_app_loads(tiny_run, tmp_path, photos):
     assert a.shape == (128,) and abs(np.linalg.norm(a) - 1) < 1e-5
     assert float(a @ b) > 0.95
 
-    # rebuilt from the same run, the files are byte-identical: measured figures stay
+    assert not pack.manifest["template_flip_fusion"] and not int8.template_flip
+
+    # rebuilt from the same run, the files are byte-identical: measured figures and the
+    # decisions taken on them stay
     from trainer.packs import update_manifest
-    update_manifest(pack_dir, evaluation={"lfw": {"int8": {"accuracy_mean": 0.5}}})
+    update_manifest(pack_dir, evaluation={"lfw": {"int8": {"accuracy_mean": 0.5}}},
+                    listed=False)
     again = ModelPack.load(export_student(run, pack_name="tiny-student", out_root=tmp_path,
-                                          calibration=calibration))
+                                          calibration=calibration, template_flip=True))
     assert again.manifest["files"] == pack.manifest["files"]
     assert again.manifest["evaluation"]["lfw"]["int8"]["accuracy_mean"] == 0.5
+    assert again.manifest["listed"] is False
+    fused = Embedder(again, "int8")  # templates fused with their mirror, searches not
+    assert (fused.flip, fused.template_flip, fused.setting) == (False, True,
+                                                                "int8+flip-templates")
+    mirrored = int8.raw(crop) + int8.raw(crop[:, ::-1])
+    np.testing.assert_allclose(fused.embed_templates(crop)[0],
+                               mirrored[0] / np.linalg.norm(mirrored[0]), atol=1e-5)
+    np.testing.assert_allclose(fused.embed(crop)[0], b, atol=1e-6)
     assert "--pack-name tiny-student" in again.manifest["files"]["fp32"]["missing_hint"]
     assert again.manifest["licence"] == "CC0-1.0"
 

@@ -445,6 +445,8 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     page, state, gallery = window.settings_page, window.state, window.state.gallery
     texts = [page.model.itemText(i) for i in range(page.model.count())]
     assert "dlib-copy (int8) · LFW accuracy 98.97%" in texts
+    marked = [t for t in texts if t.endswith(" · default")]
+    assert len(marked) == 1 and marked[0].startswith(f"{DEFAULT_EMBEDDER} (int8) · LFW")
     # the student names almost nobody: shipped for experiments, not offered (issue 20)
     assert not any(text.startswith("mobilefacenet-64-v1") for text in texts)
     assert page.model.currentData()[0] == DEFAULT_EMBEDDER
@@ -482,26 +484,28 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
 
 def test_a_gallery_enrolled_with_another_model_opens_with_that_model(qtbot, photos, tmp_path):
     """No model chosen in Settings: the app recognises with the model the gallery's
-    templates were made with (here the fast student), not the default it has none for."""
+    templates were made with (here the teacher, as before the student became the
+    default), not the default it has none for."""
     from faceapp.core.enroll import Enroller
     from faceapp.core.gallery import Gallery
 
-    fast = FacePipeline.create(embedder_pack="dlib-taper-150-v1", threads=2)
-    with Gallery(tmp_path / "fast.db") as gallery:
+    teacher = FacePipeline.create(embedder_pack="dlib-resnet-v1", threads=2)
+    assert DEFAULT_EMBEDDER != "dlib-resnet-v1"
+    with Gallery(tmp_path / "old.db") as gallery:
         for name, files in (("Alice", ALICE), ("Bob", BOB)):
-            Enroller(fast, gallery).enroll_photos(name, photo_paths(photos, files))
-    settings = AppSettings(tmp_path / "fast.ini")
-    settings.gallery_path = tmp_path / "fast.db"
+            Enroller(teacher, gallery).enroll_photos(name, photo_paths(photos, files))
+    settings = AppSettings(tmp_path / "old.ini")
+    settings.gallery_path = tmp_path / "old.db"
     assert not settings.embedder_chosen
     window = MainWindow(settings)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.state.is_ready, timeout=WAIT)
     wait_idle(qtbot)
-    assert window.state.pipeline.embedder.model_id == "dlib-taper-150-v1:int8"
-    assert window.settings_page.model.currentData()[0] == "dlib-taper-150-v1"
+    assert window.state.pipeline.embedder.model_id == "dlib-resnet-v1:int8"
+    assert window.settings_page.model.currentData()[0] == "dlib-resnet-v1"
     seen = run_live(qtbot, window, str(link_folder(tmp_path / "later", photos, ALICE_LATER)))
     assert [o.label for overlays in seen for o in overlays] == ["Alice"] * len(ALICE_LATER)
-    assert not AppSettings(tmp_path / "fast.ini").embedder_chosen  # nothing chosen for them
+    assert not AppSettings(tmp_path / "old.ini").embedder_chosen  # nothing chosen for them
 
 
 def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
@@ -829,7 +833,9 @@ def test_unknown_people_page_groups_live_strangers_and_names_them(qtbot, open_wi
     qtbot.waitUntil(lambda: page.clusters.count() >= 2, timeout=WAIT)
     wait_idle(qtbot)
     sizes = [c.cluster.size for c in page.cards.values()]
-    assert sorted(sizes, reverse=True)[:2] == [4, 4] or sum(sizes) == 8, sizes
+    # a group per person; an odd photo of one (or a face behind them) may stand apart
+    largest = sorted(sizes, reverse=True)
+    assert len(largest) >= 2 and largest[1] >= 3 and sum(sizes) <= 9, sizes
     biggest = max(page.cards.values(), key=lambda c: c.cluster.size).cluster
     page.select_cluster(biggest.id)
     qtbot.waitUntil(lambda: page.faces.count() == biggest.size, timeout=WAIT)
@@ -917,15 +923,15 @@ def test_scanning_a_photo_folder_from_the_app_finds_people_and_strangers(
     link_folder(archive / "2021", photos, ALICE_LATER)
     lfw = shared_data / "lfw" / "images" / "Bob_Hope"
     (archive / "2022").mkdir()
-    for photo in sorted(lfw.iterdir())[:3]:
+    for photo in sorted(lfw.iterdir())[:4]:  # one of them unlike the others
         (archive / "2022" / photo.name).symlink_to(photo)
     page = window.unknowns
     window.go_to(page)
     page.scan_folder(str(archive))
     wait_idle(qtbot)
     qtbot.waitUntil(lambda: page.last_scan is not None, timeout=WAIT)
-    assert page.last_scan.files == 5 and page.last_scan.known >= 2
-    assert "5 photo(s) scanned" in page.scan_progress.text()
+    assert page.last_scan.files == 6 and page.last_scan.known >= 2
+    assert "6 photo(s) scanned" in page.scan_progress.text()
     qtbot.waitUntil(lambda: any(c.cluster.size >= 3 for c in page.cards.values()),
                     timeout=WAIT)
     # the People page lists the photos Alice was found in

@@ -84,6 +84,7 @@ def cmd_evaluate(args) -> int:
 def _evaluate_identification(pack, args) -> int:
     """LFW 1:N through the app's own decisions; --update-manifest stores the
     calibration the app's operating points come from (trainer/identification.py)."""
+    from faceapp.core.embed import setting_key
     from faceapp.core.operating import Calibration
 
     from .evaluate import lfw_all_embeddings
@@ -92,20 +93,34 @@ def _evaluate_identification(pack, args) -> int:
 
     variants = [v for v in pack.manifest["files"] if pack.has_file(v)] \
         if args.variant == "all" else [args.variant or pack.manifest.get("default_variant")]
-    flips = (False, True) if args.both_flips else (args.flip,)
+    # (searches fused with their mirror, templates fused); --flip-templates alone
+    # measures only its own setting
+    settings = [(False, False), (True, True)] if args.both_flips else \
+        [(True, True)] if args.flip else [] if args.flip_templates else [(False, False)]
+    if args.flip_templates:
+        settings.append((False, True))
     identification = dict(pack.manifest.get("identification", {}))
     out = Path(args.reports) / pack.name
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for variant in variants:
-        for flip in flips:
-            key = variant + ("+flip" if flip else "")
+        for flip, template_flip in settings:
+            key = setting_key(variant, flip, template_flip)
             images, embeddings, _ = lfw_all_embeddings(pack, variant, flip, args.threads)
-            lfw = Lfw1N(embeddings, images)
+            templates = lfw_all_embeddings(pack, variant, True, args.threads)[1] \
+                if template_flip and not flip else None
+            lfw = Lfw1N(embeddings, images, templates)
             print(f"{pack.name} {key}: calibrating on LFW 1:N (research data)")
             spec = calibrate(lfw)
             identification[key] = spec
-            rows = evaluate(lfw, Calibration(spec, key))
+            own = None
+            if template_flip and not flip:  # the gallery's photos search as fused faces
+                fused = setting_key(variant, True)
+                if fused not in identification:
+                    raise SystemExit(f"{pack.name}: measure {fused} first (--both-flips): "
+                                     "the app checks a gallery of fused templates with it")
+                own = Calibration(identification[fused], fused)
+            rows = evaluate(lfw, Calibration(spec, key), own_calibration=own)
             results[key] = rows
             for row in rows:
                 print(f"  {row['people']:5d} people ({row['galleries']} galleries): rank-1 "
@@ -181,7 +196,8 @@ def cmd_export_student(args) -> int:
     from .students import export_student
 
     path = export_student(Run(args.run), pack_name=args.pack_name,
-                          out_root=Path(args.out_root) if args.out_root else None)
+                          out_root=Path(args.out_root) if args.out_root else None,
+                          template_flip=args.flip_templates)
     print(f"wrote student pack {path}")
     return 0
 
@@ -224,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true", help="flip fusion (face + mirror)")
     p.add_argument("--both-flips", action="store_true",
                    help="lfw-1n: measure with and without flip fusion")
+    p.add_argument("--flip-templates", action="store_true",
+                   help="lfw-1n: (also) templates fused with their mirror, searches in one "
+                        "pass (a pack's template_flip_fusion)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reports", default=str(REPORTS), help="where JSON and ROC PNG go")
     p.add_argument("--update-manifest", action="store_true",
@@ -301,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-name", help="default: <run>-v1")
     p.add_argument("--out-root", help="where the pack folder goes (default assets/models: "
                                       "shipped with the app)")
+    p.add_argument("--flip-templates", action="store_true",
+                   help="the app fuses gallery templates with their mirror and searches in "
+                        "one pass (the manifest's template_flip_fusion)")
     p.set_defaults(func=cmd_export_student)
 
     p = sub.add_parser("keep-run", help="copy a finished run's weights into the repository "

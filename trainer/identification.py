@@ -49,8 +49,17 @@ class Searches:
 
 
 class Lfw1N:
-    def __init__(self, embeddings: np.ndarray, images: list[str]):
+    """LFW's images as probes and gallery samples. `templates`, when given, holds the
+    samples' embeddings made another way than the probes' (enrolled with flip fusion,
+    searched without): rows match `embeddings`."""
+
+    def __init__(self, embeddings: np.ndarray, images: list[str],
+                 templates: np.ndarray | None = None):
         self.embeddings = np.asarray(embeddings, np.float32)
+        self.templates = self.embeddings if templates is None else np.asarray(templates,
+                                                                              np.float32)
+        if self.templates.shape != self.embeddings.shape:
+            raise ValueError("templates and probe embeddings must cover the same images")
         owners = np.array([rel.split("/")[0] for rel in images])
         self.names, self.ids = np.unique(owners, return_inverse=True)
         self.counts = np.bincount(self.ids)
@@ -78,7 +87,7 @@ class Lfw1N:
     def searches(self, samples: int, people: int, seed: int) -> Searches:
         """Scores as the app's index computes them: one mean template per person."""
         chosen, sample_rows, mated, strangers = self.gallery(samples, people, seed)
-        templates = self.embeddings[sample_rows].reshape(len(chosen), samples, -1).mean(1)
+        templates = self.templates[sample_rows].reshape(len(chosen), samples, -1).mean(1)
         templates /= np.linalg.norm(templates, axis=1, keepdims=True)
 
         def top2(rows):
@@ -185,10 +194,12 @@ def evaluation_galleries(people: int) -> int:
 
 
 def evaluate(lfw: Lfw1N, calibration: Calibration, sizes=EVALUATION_SIZES,
-             samples: int = 1, seed: int = EVALUATION_SEED) -> list[dict]:
+             samples: int = 1, seed: int = EVALUATION_SEED,
+             own_calibration: Calibration | None = None) -> list[dict]:
     """The app's decisions (Identifier) on seeded LFW galleries (seeds apart from the
     calibration's): DIR and the FPIR measured at each named point and at FPIR 1%,
-    next to the best single threshold on the same top-1 scores."""
+    next to the best single threshold on the same top-1 scores. `own_calibration`:
+    the templates' own setting, as the app's Recognizer checks the gallery with it."""
     points = [*((n, n) for n in NAMED_POINTS), ("fpir 1%", "fpir=0.01")]
     rows = []
     for people in sizes:
@@ -199,9 +210,10 @@ def evaluate(lfw: Lfw1N, calibration: Calibration, sizes=EVALUATION_SIZES,
         galleries = evaluation_galleries(people) if people < len(lfw.eligible(samples)) else 1
         for g in range(galleries):
             chosen, sample_rows, mated, strangers = lfw.gallery(samples, people, seed + g)
-            identifier = Identifier(lfw.embeddings.shape[1], calibration)
+            identifier = Identifier(lfw.embeddings.shape[1], calibration,
+                                    own_calibration=own_calibration)
             identifier.replace(np.arange(len(sample_rows)), lfw.ids[sample_rows],
-                               lfw.embeddings[sample_rows])
+                               lfw.templates[sample_rows])
             mated_found = identifier.search(lfw.embeddings[mated])
             stranger_found = identifier.search(lfw.embeddings[strangers])
             truth = lfw.ids[mated]

@@ -40,7 +40,9 @@ def keep_measured_figures(pack_dir: Path, manifest: dict[str, Any]) -> None:
     if previous.exists():
         old = json.loads(previous.read_text())
         if old.get("files") == manifest["files"]:
-            for key in ("evaluation", "operating_points"):
+            # measured on these files (1:1, 1:N, grouping) or decided on them
+            for key in ("evaluation", "operating_points", "identification", "clustering",
+                        "listed"):
                 if key in old:
                     manifest[key] = old[key]
 

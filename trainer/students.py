@@ -28,7 +28,7 @@ def calibration_crops(template: str, count: int = CALIBRATION_FACES) -> np.ndarr
 
 
 def export_student(run: Run, pack_name: str | None = None, out_root: Path | None = None,
-                   calibration: np.ndarray | None = None) -> Path:
+                   calibration: np.ndarray | None = None, template_flip: bool = False) -> Path:
     cfg = run.config.student
     name = pack_name or f"{run.name}-v1"
     out_dir = (out_root or repo_packs_dir()) / name
@@ -77,6 +77,7 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
         "alignment": cfg.template,
         "embedding_size": cfg.embedding,
         "flip_fusion": False,
+        "template_flip_fusion": template_flip,
         "similarity": "cosine",
         "licence": "CC0-1.0",
         "licence_note": "the weights are the project's, released CC0 like the teacher "

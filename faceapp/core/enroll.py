@@ -105,7 +105,7 @@ def embed_samples(embedder: Embedder, samples) -> np.ndarray:
         return np.zeros((0, embedder.dim), np.float32)
     crops = np.concatenate([align_faces(s.crop, [s.landmarks], embedder.template)
                             for s in samples])
-    return embedder.embed(crops)
+    return embedder.embed_templates(crops)
 
 
 class Enroller:
@@ -155,17 +155,19 @@ class Enroller:
         if len(samples) >= 3:
             same = vectors @ vectors.T
             mean_to_others = (same.sum(axis=1) - 1.0) / (len(samples) - 1)
-            cutoff = self.embedder.threshold(1e-3)
+            cutoff = self.embedder.threshold(1e-3, templates=True)
             advice.outliers = [(s.source, float(score)) for s, score
                                in zip(samples, mean_to_others) if score < cutoff]
-        elif len(samples) == 2 and float(vectors[0] @ vectors[1]) < self.embedder.threshold(1e-3):
+        elif len(samples) == 2 and float(vectors[0] @ vectors[1]) < self.embedder.threshold(
+                1e-3, templates=True):
             score = float(vectors[0] @ vectors[1])
             advice.outliers = [(samples[1].source, score)]
         model = self.embedder.model_id
         face_ids, person_ids, matrix = self.gallery.embeddings(model)
         if not len(face_ids):
             return advice
-        identifier = Identifier(self.embedder.dim, self.embedder.calibration(), point)
+        # the new person's samples are templates: searched as the gallery's own are
+        identifier = Identifier(self.embedder.dim, self.embedder.template_calibration(), point)
         identifier.replace(face_ids, person_ids, matrix)
         existing = person if isinstance(person, int) else (
             p.id if (p := self.gallery.find_person(person)) else None)

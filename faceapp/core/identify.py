@@ -9,7 +9,7 @@ the pack's calibration (operating.py) every time the index changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,20 +68,41 @@ class Identifier:
     """A gallery's templates, the operating point, and the decisions they give."""
 
     def __init__(self, dim: int, calibration: Calibration,
-                 point: OperatingPoint | str | float | None = None, adaptive: bool = True):
+                 point: OperatingPoint | str | float | None = None, adaptive: bool = True,
+                 own_calibration: Calibration | None = None):
         """adaptive: check the point against the gallery's own impostor scores and
-        raise its thresholds where this population needs it (population.py)."""
+        raise its thresholds where this population needs it (population.py).
+        own_calibration: where templates are made unlike searched faces (fused with
+        their mirror, searches in one pass), the calibration of a search by a template,
+        which is what the gallery's own photos are; by default `calibration`."""
         self.adaptive = adaptive
         self._own = None
         self.index = FaceIndex(dim)
         self.calibration = calibration
+        self.own_calibration = own_calibration or calibration
         self.point = OperatingPoint.parse(point)
         self.rule = self._resolve()
 
     def _resolve(self) -> DecisionRule:
-        rule = self.calibration.rule(self.point, self.index.person_count,
-                                     self.index.samples_per_person)
-        return adapt(rule, self._own, self.calibration, self.point) if self.adaptive else rule
+        people, samples = self.index.person_count, self.index.samples_per_person
+        rule = self.calibration.rule(self.point, people, samples)
+        if self.own_calibration is self.calibration:
+            self.own_rule = adapt(rule, self._own, self.calibration, self.point) \
+                if self.adaptive else rule
+            return self.own_rule
+        # The gallery's own photos are searches by templates: checked with the
+        # templates' calibration (its thresholds and runner-up weight), and what the
+        # check found (the shift, the FPIR a cosine gives) carried over to searches.
+        own_rule = self.own_calibration.rule(self.point, people, samples)
+        self.own_rule = adapt(own_rule, self._own, self.own_calibration, self.point) \
+            if self.adaptive else own_rule
+        if self.own_rule is own_rule:
+            return rule
+        return replace(rule, threshold=rule.threshold + self.own_rule.population_shift,
+                       plain_threshold=rule.plain_threshold + self.own_rule.plain_threshold
+                       - own_rule.plain_threshold,
+                       fpir=self.own_rule.fpir, miss=self.own_rule.miss,
+                       population_shift=self.own_rule.population_shift)
 
     def set_point(self, point: OperatingPoint | str | float) -> None:
         self.point = OperatingPoint.parse(point)
@@ -112,7 +133,7 @@ class Identifier:
         if index.person_count < 3:
             return SelfCheck(index.person_count, 0.0, self.rule.fpir, [])
         _, owners, ids, scores = index.samples_against_others()
-        rule = self.rule  # as in effect (raised for this population where it had to be)
+        rule = self.own_rule  # as in effect (raised for this population if it had to be)
         named = scores[:, 0] - rule.runner_up_weight * scores[:, 1] >= rule.threshold
         pairs: dict[tuple[int, int], float] = {}
         for row in np.argsort(-scores[:, 0]):

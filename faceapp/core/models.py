@@ -71,6 +71,7 @@ MANIFEST_SCHEMA = {
         "alignment": {"type": "string"},
         "embedding_size": {"type": "integer", "minimum": 1},
         "flip_fusion": {"type": "boolean"},
+        "template_flip_fusion": {"type": "boolean"},
         "listed": {"type": "boolean"},
         "operating_points": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["points"],

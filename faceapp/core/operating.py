@@ -129,15 +129,16 @@ class Calibration:
         self.measured_on = spec.get("measured_on", "")
 
     @classmethod
-    def from_pack(cls, pack: ModelPack, variant: str, flip: bool) -> "Calibration":
-        key = variant + ("+flip" if flip else "")
-        spec = pack.manifest.get("identification", {}).get(key)
+    def from_pack(cls, pack: ModelPack, setting: str) -> "Calibration":
+        """`setting`: a variant and flip setting as embed.setting_key names it."""
+        spec = pack.manifest.get("identification", {}).get(setting)
         if not spec:
+            variant, _, flip = setting.partition("+")
             raise ModelPackError(
-                f"model pack '{pack.name}' has no identification calibration for {key}; "
+                f"model pack '{pack.name}' has no identification calibration for {setting}; "
                 f"run `python -m trainer evaluate --model {pack.name} --benchmark lfw-1n "
-                f"--variant {variant}{' --flip' if flip else ''} --update-manifest`")
-        return cls(spec, f"model pack '{pack.name}' ({key})")
+                f"--variant {variant}{' --' + flip if flip else ''} --update-manifest`")
+        return cls(spec, f"model pack '{pack.name}' ({setting})")
 
     def runner_up_weight(self, people: int) -> float:
         if people <= self.weight_from:

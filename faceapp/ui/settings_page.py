@@ -17,6 +17,7 @@ from ..core.enroll import Enroller
 from ..core.gallery_location import has_password, is_server_location
 from ..core.models import available_packs
 from ..core.operating import NAMED_POINTS
+from ..core.recognize import DEFAULT_EMBEDDER
 from . import dialogs
 from .jobs import Job
 from .settings import CAMERA_SIZES, MIN_FACE_RANGE, THRESHOLD_LEVELS
@@ -48,6 +49,8 @@ def embedder_choices() -> list[tuple[str, str, str, str]]:
             text = f"{pack.name} ({variant})"
             if accuracy:
                 text += f" · LFW accuracy {accuracy:.2%}"
+            if pack.name == DEFAULT_EMBEDDER and variant == default:
+                text += " · default"
             choices.append((pack.name, variant, text, pack.manifest.get("description", "")))
     return choices
 
