@@ -93,10 +93,13 @@ def _evaluate_identification(pack, args) -> int:
 
     variants = [v for v in pack.manifest["files"] if pack.has_file(v)] \
         if args.variant == "all" else [args.variant or pack.manifest.get("default_variant")]
-    # (searches fused with their mirror, templates fused); --flip-templates alone
-    # measures only its own setting
-    settings = [(False, False), (True, True)] if args.both_flips else \
-        [(True, True)] if args.flip else [] if args.flip_templates else [(False, False)]
+    settings = []  # (searches fused with their mirror, templates fused)
+    if args.both_flips:
+        settings += [(False, False), (True, True)]
+    elif args.flip:
+        settings.append((True, True))
+    elif not args.flip_templates:  # --flip-templates alone measures only its own
+        settings.append((False, False))
     if args.flip_templates:
         settings.append((False, True))
     identification = dict(pack.manifest.get("identification", {}))

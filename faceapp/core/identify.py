@@ -86,14 +86,11 @@ class Identifier:
     def _resolve(self) -> DecisionRule:
         people, samples = self.index.person_count, self.index.samples_per_person
         rule = self.calibration.rule(self.point, people, samples)
-        if self.own_calibration is self.calibration:
-            self.own_rule = adapt(rule, self._own, self.calibration, self.point) \
-                if self.adaptive else rule
-            return self.own_rule
         # The gallery's own photos are searches by templates: checked with the
         # templates' calibration (its thresholds and runner-up weight), and what the
         # check found (the shift, the FPIR a cosine gives) carried over to searches.
-        own_rule = self.own_calibration.rule(self.point, people, samples)
+        own_rule = rule if self.own_calibration is self.calibration else \
+            self.own_calibration.rule(self.point, people, samples)
         self.own_rule = adapt(own_rule, self._own, self.own_calibration, self.point) \
             if self.adaptive else own_rule
         if self.own_rule is own_rule:
