@@ -147,7 +147,7 @@ def million(server: PgServer, templates: int) -> None:
     then opened by the app as a station does."""
     import psycopg
 
-    from faceapp.core.gallery_schema import encode_crop
+    from faceapp.core.gallery import encode_crop
     from faceapp.core.recognize import FacePipeline, Recognizer
 
     per_person, dim = 10, 128
@@ -192,7 +192,7 @@ def million(server: PgServer, templates: int) -> None:
         for table in ("people", "faces"):  # COPY with ids leaves the sequences behind
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                          f"(SELECT max(id) FROM {table}))")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'data_version'")
+        conn.execute("UPDATE gallery_state SET value = '1' WHERE key = 'data_version'")
     with psycopg.connect(url, autocommit=True) as conn:
         # done now, not by autovacuum on the other core while the station is measured
         conn.execute("VACUUM ANALYZE")
@@ -214,7 +214,7 @@ def million(server: PgServer, templates: int) -> None:
         rng = np.random.default_rng(0)
         conn.executemany("INSERT INTO embeddings (face_id, model_id, dim, vector) "
                          "VALUES (?, ?, ?, ?)", ((fid, model, dim, v) for fid, _, v in rows()))
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'data_version'")
+        conn.execute("UPDATE gallery_state SET value = '1' WHERE key = 'data_version'")
     loaded_file = time.monotonic() - started
     conn.close()
 

@@ -6,12 +6,13 @@ Not run in CI: it needs dlib, which builds from source (~9 minutes). Set up once
     /tmp/dlibenv/bin/pip install dlib numpy opencv-python-headless onnxruntime tqdm
     /tmp/dlibenv/bin/pip install --no-deps face_recognition Pillow click "setuptools<81" \\
         ~/.cache/faceapp-trainer/face_recognition_models-0.3.0.tar.gz
-    /tmp/dlibenv/bin/python bench/compare_dlib.py [--limit N]
+    /tmp/dlibenv/bin/python bench/compare_dlib.py [--limit N] [--model dlib-resnet-v1]
 
 For every image of the 6,000 pairs, both pipelines run one after the other in this
 process, single image at a time: face_recognition's defaults (HOG detector,
-upsample 1, 5-point landmarks, one jitter) and ours (MTCNN, alignment, int8 dlib
-ResNet, 2 threads). Prints accuracy over the 10 folds and the median time per face
+upsample 1, 5-point landmarks, one jitter) and ours (MTCNN, alignment, the int8 dlib
+ResNet by default, whatever the app's default embedder is; `--model` picks another
+pack, 2 threads). Prints accuracy over the 10 folds and the median time per face
 of each. LFW: research use only.
 """
 
@@ -40,6 +41,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=0,
                         help="only the pairs of the first N folds (at least 2)")
+    parser.add_argument("--model", default="dlib-resnet-v1",
+                        help="our embedder pack (default: the teacher, dlib's own network)")
     args = parser.parse_args(argv)
     if args.limit == 1:
         parser.error("--limit needs at least 2 folds (thresholds come from the other folds)")
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
         keep = np.ones(len(pairs.left), bool)
         used = list(range(len(pairs.images)))
 
-    ours = FacePipeline.create(min_face=20)
+    ours = FacePipeline.create(embedder_pack=args.model, min_face=20)
     ours_vec = np.zeros((len(pairs.images), 128), np.float32)
     theirs_vec = np.zeros((len(pairs.images), 128), np.float32)
     ours_ms, theirs_ms, theirs_missed, ours_missed = [], [], 0, 0
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
                       pairs.images)
     for name, vectors, ms, missed, metric in (
             ("face_recognition (dlib)", theirs_vec, theirs_ms, theirs_missed, "euclidean"),
-            ("faceapp (MTCNN + int8)", ours_vec, ours_ms, ours_missed, "cosine")):
+            (f"faceapp ({args.model})", ours_vec, ours_ms, ours_missed, "cosine")):
         if metric == "euclidean":
             scores = -np.linalg.norm(vectors[sub.left] - vectors[sub.right], axis=1)
         else:

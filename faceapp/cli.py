@@ -14,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from .core.filenames import display_name
 from .core.imageio import ImageError, load_image, read_image
 from .core.models import InferenceError, ModelPackError
 from .core.paths import default_gallery_path
 from .core.operating import NAMED_POINTS, OperatingPoint
-from .core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
+from .core.models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, choose_embedder
+from .core.recognize import FacePipeline, Recognizer
 
 
 class CommandError(RuntimeError):
@@ -60,8 +62,10 @@ def _face_record(path: str, index: int, analyzed, scale: float = 1.0) -> dict:
 
 
 def _gallery(args):
-    from .core.gallery_location import has_password, is_server_location
-    from .core.unknowns import open_gallery
+    """The command's gallery. A command opens it once and hands it to whatever needs
+    it (the model choice included): a second open of the same file in one process
+    would break SQLite's locks (faceapp.core.gallery.files.LiveFiles)."""
+    from .core.gallery import has_password, is_server_location, open_gallery
 
     if is_server_location(args.db):
         if has_password(args.db):
@@ -73,42 +77,30 @@ def _gallery(args):
                         station=args.station)
 
 
-def _unknowns(args, gallery):
-    """The gallery's unknown faces for the active model (no inference session)."""
+def _model(args, gallery=None) -> tuple[str, str | None]:
+    """The command's embedder (pack, variant): --model, else the model the gallery's
+    templates were made with (a gallery enrolled with another model keeps working
+    without --model). Returned, never written into args."""
+    return choose_embedder(args.model, gallery)
+
+
+def _pipeline(args, gallery=None) -> FacePipeline:
+    pack, variant = _model(args, gallery)
+    return FacePipeline.create(args.detector, pack, min_face=args.min_face,
+                               threads=args.threads, variant=variant)
+
+
+def _unknowns(args, gallery, embedder=None):
+    """The gallery's unknown faces for the command's model (no inference session
+    unless an embedder is given)."""
     from .core.embed import Embedder
     from .core.unknowns import UnknownFaces
 
-    pack, variant = _embedder_choice(args, gallery)
-    embedder = Embedder.from_pack(pack, variant=variant, threads=1)
+    if embedder is None:
+        pack, variant = _model(args, gallery)
+        embedder = Embedder.from_pack(pack, variant=variant, threads=1)
     return UnknownFaces(gallery, embedder.model_id, embedder.dim,
                         embedder.clustering_threshold())
-
-
-def _embedder_choice(args, gallery=None) -> tuple[str, str | None]:
-    """--model, or the gallery's own model (embedder_for_gallery): a gallery enrolled
-    with another model keeps working without --model."""
-    from .core.gallery_location import is_server_location
-    from .core.recognize import embedder_for_gallery
-
-    if args.model:
-        return args.model, None
-    choice = (DEFAULT_EMBEDDER, None)
-    try:
-        if gallery is not None:
-            choice = embedder_for_gallery(gallery)
-        elif is_server_location(args.db) or Path(args.db or default_gallery_path()).exists():
-            with _gallery(args) as opened:
-                choice = embedder_for_gallery(opened)
-    except Exception:  # the command's own opening of the gallery says what is wrong
-        pass
-    args.model = choice[0]  # messages name the model in use
-    return choice
-
-
-def _pipeline(args) -> FacePipeline:
-    pack, variant = _embedder_choice(args)
-    return FacePipeline.create(args.detector, pack, min_face=args.min_face,
-                               threads=args.threads, variant=variant)
 
 
 def _point(args) -> OperatingPoint:
@@ -125,12 +117,13 @@ def _person_id(gallery, name: str) -> int:
 def cmd_detect(args) -> int:
     pipeline = _pipeline(args)
     status = 0
-    for path in args.images:
+    for given in args.images:
+        path = display_name(given)  # as printed; a name that is not UTF-8 shown escaped
         try:
-            image, scale = read_image(path)
+            image, scale = read_image(given)
             faces = pipeline.analyze(image)
-        except ImageError as exc:
-            print(json.dumps({"image": path, "error": str(exc)}))
+        except (ImageError, InferenceError, MemoryError) as exc:  # this photo only
+            print(json.dumps({"image": path, "error": str(exc) or "out of memory"}))
             status = 1
             continue
         if not faces:
@@ -141,10 +134,16 @@ def cmd_detect(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    pipeline = _pipeline(args)
+    gallery_file = Path(args.db or default_gallery_path())
+    if args.model or not (args.db and "://" in args.db or gallery_file.exists()):
+        pipeline = _pipeline(args)
+    else:  # the gallery's model, so that scores read as they do in identify
+        with _gallery(args) as gallery:
+            pipeline = _pipeline(args, gallery)
     embeddings = []
-    for path in (args.first, args.second):
-        faces = pipeline.analyze(load_image(path))
+    for given in (args.first, args.second):
+        path = display_name(given)
+        faces = pipeline.analyze(load_image(given))
         if not faces:
             raise CommandError(f"{path}: no face found")
         if len(faces) > 1:
@@ -187,7 +186,7 @@ def cmd_enroll(args) -> int:
     with _gallery(args) as gallery:
         if gallery.find_person(args.name) is None:
             _warn_confusable(gallery, args.name)
-        enroller = Enroller(_pipeline(args), gallery)
+        enroller = Enroller(_pipeline(args, gallery), gallery)
         samples, report = enroller.prepare_photos(args.photos, ProgressBar("enrolling"))
         # said before saving; the command line saves anyway (nobody to answer)
         for message in enroller.review(args.name, samples).messages(args.name):
@@ -203,7 +202,7 @@ def cmd_import(args) -> int:
     from .core.enroll import Enroller
 
     with _gallery(args) as gallery:
-        enroller = Enroller(_pipeline(args), gallery)
+        enroller = Enroller(_pipeline(args, gallery), gallery)
         started = time.perf_counter()
         report = enroller.import_folder(args.folder, ProgressBar("importing"))
         elapsed = time.perf_counter() - started
@@ -229,14 +228,20 @@ def _identity_record(frame, face, names: dict) -> dict:
 def cmd_identify(args) -> int:
     from .core.sources import ImageFolderSource, SourceError, open_source
 
-    pipeline = _pipeline(args)
     with _gallery(args) as gallery:
+        pipeline = _pipeline(args, gallery)
         recognizer = Recognizer(pipeline, gallery, _point(args), log_events=not args.no_events)
         if not len(recognizer.index) and gallery.face_count():
             model = pipeline.embedder.model_id
             raise CommandError(
                 f"the gallery's {gallery.face_count()} samples have no templates for {model} "
-                f"yet: run `faceapp reembed --model {args.model}` first")
+                f"yet: run `faceapp reembed --model {model}` first")
+        damaged = gallery.damaged_embeddings(pipeline.embedder.model_id)
+        if damaged:
+            print(f"{len(damaged)} sample(s) have a damaged template and are left out "
+                  f"(face id {', '.join(map(str, damaged[:10]))}"
+                  f"{', ...' if len(damaged) > 10 else ''}): `faceapp reembed` rebuilds them",
+                  file=sys.stderr)
         rule = recognizer.rule
         if gallery.read_only and not args.no_events:
             print(f"the gallery {gallery.path} is read-only: identifying without saving "
@@ -262,9 +267,9 @@ def cmd_identify(args) -> int:
                         result = recognizer.process(frame.image, source=frame.where,
                                                     track=source.is_live or not stills,
                                                     path=frame.path or frame.media)
-                    except InferenceError as exc:  # this frame only (a huge photo)
+                    except (InferenceError, MemoryError) as exc:  # this frame only
                         print(json.dumps({"frame": frame.index, "path": frame.path,
-                                          "error": str(exc)}), flush=True)
+                                          "error": str(exc) or "out of memory"}), flush=True)
                         continue
                     for face in result.faces:
                         print(json.dumps(_identity_record(frame, face, recognizer.names)),
@@ -284,6 +289,10 @@ def cmd_identify(args) -> int:
                               "being sent", file=sys.stderr)
                     if args.max_frames and frame.index + 1 >= args.max_frames:
                         break
+                # a folder's files that were not read (a FIFO, a damaged photo): each
+                # reason names its file
+                for _, why in getattr(source, "skipped", ()):
+                    print(f"skipped {why}", file=sys.stderr)
         except SourceError as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -309,7 +318,7 @@ def _cluster_record(cluster) -> dict:
 
 
 def cmd_unknowns(args) -> int:
-    from .core.unknowns import retention_days, set_retention_days
+    from .core.gallery import retention_days, set_retention_days
 
     with _gallery(args) as gallery:
         if args.retention is not None:
@@ -328,9 +337,9 @@ def cmd_unknowns(args) -> int:
 def cmd_name_cluster(args) -> int:
     from .core.enroll import embed_samples
 
-    pipeline = _pipeline(args)
     with _gallery(args) as gallery:
-        unknowns = _unknowns(args, gallery)
+        pipeline = _pipeline(args, gallery)
+        unknowns = _unknowns(args, gallery, pipeline.embedder)
         existing = gallery.find_person(args.name)
         if existing is None:
             _warn_confusable(gallery, args.name)
@@ -354,8 +363,8 @@ def cmd_scan(args) -> int:
     from .core.scan import PhotoScanner
     from .core.sources import SourceError
 
-    pipeline = _pipeline(args)
     with _gallery(args) as gallery:
+        pipeline = _pipeline(args, gallery)
         recognizer = Recognizer(pipeline, gallery, _point(args), log_events=False)
         scanner = PhotoScanner(recognizer)
         try:
@@ -404,6 +413,7 @@ def cmd_people(args) -> int:
 def cmd_events(args) -> int:
     with _gallery(args) as gallery:
         if args.csv:
+            _check_output(gallery, args.csv, args.overwrite)
             gallery.export_events_csv(args.csv, station=args.from_station)
             print(f"wrote {args.csv}", file=sys.stderr)
             return 0
@@ -419,12 +429,32 @@ def cmd_events(args) -> int:
 
 
 def cmd_grant_station(args) -> int:
-    from .core.gallery_server import grant_station
+    from .core.gallery.server import grant_station
 
     with _gallery(args) as gallery:
         grant_station(gallery, args.role)
-    print(json.dumps({"role": args.role, "granted": "read and change rows; no table changes"}))
+    print(json.dumps({"role": args.role, "granted": "read and change rows; no table changes, "
+                      "no change to the gallery's identity and schema version (meta)"}))
     return 0
+
+
+def _check_output(gallery, path: str, overwrite: bool) -> None:
+    """An output never replaces the gallery in use, nor another gallery or archive
+    unless --overwrite says so."""
+    from .core.archive import is_archive
+    from .core.gallery import check_output_path
+
+    target = Path(path)
+    if not getattr(gallery, "remote", False):
+        try:
+            same = target.exists() and os.path.samefile(target, gallery.path)
+        except OSError:
+            same = False
+        if same:
+            raise CommandError(f"{path} is the gallery itself: choose another file name")
+    check_output_path(target, overwrite=overwrite)
+    if target.exists() and not overwrite and is_archive(target):
+        raise CommandError(f"{path} is a faceapp export: add --overwrite to replace it")
 
 
 def _passphrase(args, confirm: bool) -> str | None:
@@ -445,6 +475,7 @@ def cmd_export(args) -> int:
     from .core.archive import export_gallery
 
     with _gallery(args) as gallery:
+        _check_output(gallery, args.file, args.overwrite)
         summary = export_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=True))
     for item, why in summary.skipped:
         print(f"skipped {item}: {why}", file=sys.stderr)
@@ -459,8 +490,8 @@ def cmd_export(args) -> int:
 def cmd_import_gallery(args) -> int:
     from .core.archive import import_gallery
 
-    pipeline = _pipeline(args)
     with _gallery(args) as gallery:
+        pipeline = _pipeline(args, gallery)
         result = import_gallery(gallery, args.file, passphrase=_passphrase(args, confirm=False),
                                 on_conflict=args.on_conflict, embedder=pipeline.embedder)
     for item, why in result.damaged:
@@ -469,6 +500,9 @@ def cmd_import_gallery(args) -> int:
         print(f"{old} is already in the gallery: imported as {new}", file=sys.stderr)
     for name in result.people_skipped:
         print(f"{name} is already in the gallery: skipped", file=sys.stderr)
+    for name, score in result.unlike.items():
+        print(f"warning: the photos merged into {name} do not look like the {name} already "
+              f"enrolled (best score {score:.2f}): are they of someone else?", file=sys.stderr)
     print(json.dumps({"people_added": result.people_added, "people_merged": result.people_merged,
                       "people_skipped": len(result.people_skipped),
                       "faces_added": result.faces_added, "faces_skipped": result.faces_skipped,
@@ -481,10 +515,76 @@ def cmd_reembed(args) -> int:
     from .core.enroll import Enroller
 
     with _gallery(args) as gallery:
-        enroller = Enroller(_pipeline(args), gallery)
+        enroller = Enroller(_pipeline(args, gallery), gallery)
         count = enroller.reembed(ProgressBar(f"re-embedding for {enroller.embedder.model_id}"))
     print(json.dumps({"model": enroller.embedder.model_id, "embedded": count}))
     return 0
+
+
+# ------------------------------------------------------------------ argument types
+# Checked where they are parsed: an id past SQLite's 64-bit integers, a limit of 10^30
+# or a name that is not text give argparse's one-line usage error, not a traceback
+# (OverflowError, UnicodeEncodeError) from deep inside a command.
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 1_000_000  # rows listed at once (--csv writes them all)
+
+
+def _int_in(low: int, high: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # also a string of digits too long for int()
+            raise argparse.ArgumentTypeError(
+                f"{what} is a whole number, not {display_name(text[:40])!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} is from {low} to {high}, not {value}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_id = _int_in(1, MAX_ID, "an id")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _threads(text: str) -> int:
+    """More threads than cores only slow inference down: capped, with a note."""
+    value = _int_in(1, MAX_ID, "--threads")(text)
+    cores = _cores()
+    if value > cores:
+        print(f"faceapp: --threads {value} is more than this machine's {cores} core(s): "
+              f"using {cores}", file=sys.stderr)
+        return cores
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN and inf fail too
+        raise argparse.ArgumentTypeError(f"a rate is a number above 0 and at most 1 (such "
+                                         f"as 1e-3), not {display_name(text[:40])!r}")
+    return value
+
+
+def _text(text: str) -> str:
+    """A name or label the gallery stores: argv bytes that are not UTF-8 arrive as lone
+    surrogates, which SQLite cannot hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{display_name(text)!r} is not UTF-8 text") \
+            from None
+    return text
 
 
 def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -495,16 +595,18 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help=f"gallery file (default {default_gallery_path()}), or a gallery "
                              "server: postgresql://USER@HOST/DBNAME[?sslmode=verify-full] "
                              "(password from ~/.pgpass or a service file)")
-    parser.add_argument("--station", default=default(None),
+    parser.add_argument("--station", type=_text, default=default(None),
                         help="this station's name on the events it records (default: "
                              "$FACEAPP_STATION or the host name)")
     parser.add_argument("--detector", default=default(DEFAULT_DETECTOR), help="detector pack")
     parser.add_argument("--model", default=default(None),
                         help=f"embedder pack (default: the one the gallery's templates were "
                              f"made with, else {DEFAULT_EMBEDDER})")
-    parser.add_argument("--min-face", type=int, default=default(40),
+    parser.add_argument("--min-face", type=_int_in(1, 10_000, "--min-face"),
+                        default=default(40),
                         help="smallest face, pixels")
-    parser.add_argument("--threads", type=int, default=default(2))
+    parser.add_argument("--threads", type=_threads, default=default(min(2, _cores())),
+                        help="inference threads (at most this machine's cores)")
     parser.add_argument("--threshold", default=default("balanced"),
                         help=f"{' / '.join(NAMED_POINTS)} (strangers named: "
                              f"{', '.join(f'{v:.1%}%' for v in NAMED_POINTS.values())}, "
@@ -534,12 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="are two photos the same person?")
     p.add_argument("first")
     p.add_argument("second")
-    p.add_argument("--far", type=float, default=1e-3,
+    p.add_argument("--far", type=_rate, default=1e-3,
                    help="false accept rate of the decision threshold (default 1e-3)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("enroll", help="add a person (or more samples) from photos")
-    p.add_argument("name")
+    p.add_argument("name", type=_text)
     p.add_argument("photos", nargs="+")
     p.set_defaults(func=cmd_enroll)
 
@@ -550,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("identify", help="identify faces in an image, video, folder, "
                                         "camera index or stream URL (JSON lines)")
     p.add_argument("source")
-    p.add_argument("--max-frames", type=int, default=0)
+    p.add_argument("--max-frames", type=_int_in(0, 10**12, "--max-frames"), default=0)
     p.add_argument("--stills", action="store_true",
                    help="treat frames as unrelated photos (no tracking; the default for "
                         "a folder)")
@@ -562,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("people", help="list, rename, merge or delete people")
     p.add_argument("action", nargs="?", default="list",
                    choices=["list", "rename", "merge", "delete"])
-    p.add_argument("names", nargs="*", help="rename OLD NEW | merge KEEP OTHER | delete NAME")
+    p.add_argument("names", nargs="*", type=_text,
+                   help="rename OLD NEW | merge KEEP OTHER | delete NAME")
     p.add_argument("--yes", action="store_true", help="confirm a delete")
     p.add_argument("--keep-events", action="store_true",
                    help="delete: keep the person's events (face thumbnails, name); by "
@@ -570,10 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_people)
 
     p = sub.add_parser("events", help="the recognition log")
-    p.add_argument("--person")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--person", type=_text)
+    p.add_argument("--limit", type=_int_in(1, MAX_LIMIT, "--limit"), default=100)
     p.add_argument("--csv", help="write the whole log to this CSV file")
-    p.add_argument("--from-station", metavar="NAME", help="only the events of this station")
+    p.add_argument("--from-station", type=_text, metavar="NAME",
+                   help="only the events of this station")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --csv replace a database or faceapp file (never the gallery in use)")
     p.set_defaults(func=cmd_events)
 
     for name, func, help_text in (("export", cmd_export, "write the gallery to one file"),
@@ -583,6 +689,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("file")
         p.add_argument("--encrypt", action="store_true", help="ask for a passphrase")
         p.add_argument("--passphrase-file", help="read the passphrase from this file")
+        if name == "export":
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace FILE even if it is a database or an earlier export "
+                                "(never the gallery in use)")
         if name == "import-gallery":
             p.add_argument("--on-conflict", choices=["merge", "rename", "skip"],
                            help="for people whose name is already in the gallery: add "
@@ -593,21 +703,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unknowns", help="faces nobody was recognised as, grouped by person "
                                         "(one JSON object per cluster)")
     p.add_argument("--all", action="store_true", help="include ignored clusters")
-    p.add_argument("--min-size", type=int, default=1, help="list clusters of at least N faces")
-    p.add_argument("--retention", type=int, metavar="DAYS",
+    p.add_argument("--min-size", type=_int_in(1, 10**9, "--min-size"), default=1,
+                   help="list clusters of at least N faces")
+    p.add_argument("--retention", type=_int_in(0, 36_500, "--retention"), metavar="DAYS",
                    help="keep unknown faces this many days (0: keep none); older ones "
                         "are deleted now")
     p.set_defaults(func=cmd_unknowns)
 
     p = sub.add_parser("name-cluster", help="enroll an unknown cluster's good faces as a "
                                             "person (new or existing)")
-    p.add_argument("cluster", type=int)
-    p.add_argument("name")
+    p.add_argument("cluster", type=_id)
+    p.add_argument("name", type=_text)
     p.set_defaults(func=cmd_name_cluster)
 
     p = sub.add_parser("ignore-cluster", help="stop listing an unknown cluster (a poster, "
                                               "a TV); its look-alikes keep joining it")
-    p.add_argument("cluster", type=int)
+    p.add_argument("cluster", type=_id)
     p.add_argument("--undo", action="store_true", help="list it again")
     p.set_defaults(func=cmd_ignore_cluster)
 
@@ -618,12 +729,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("photos-of", help="the scanned files a person appears in")
-    p.add_argument("name")
+    p.add_argument("name", type=_text)
     p.set_defaults(func=cmd_photos_of)
 
     p = sub.add_parser("grant-station", help="on a gallery server, as its owner: let a "
                        "station role read and change rows (not tables)")
-    p.add_argument("role")
+    p.add_argument("role", type=_text)
     p.set_defaults(func=cmd_grant_station)
 
     p = sub.add_parser("reembed", help="embed stored faces for the active model")

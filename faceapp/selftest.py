@@ -104,7 +104,8 @@ def _checks(say) -> None:
     from .core.gallery import Gallery
     from .core.imageio import ImageError, load_image
     from .core.models import ModelPack, ModelPackError, packs_dir
-    from .core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
+    from .core.models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+    from .core.recognize import FacePipeline, Recognizer
 
     say(f"models folder: {packs_dir()}")
     say(f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}")

@@ -271,3 +271,17 @@ def test_identify_with_a_model_the_gallery_has_no_templates_for(enrolled_db, pho
                   "mobilefacenet-64-v1", check=False)
     assert run.returncode == 1
     assert "reembed --model mobilefacenet-64-v1" in run.stderr
+
+
+def test_merging_an_archive_warns_when_the_photos_are_someone_else(tmp_path, photos):
+    """import-gallery --on-conflict merge says what enroll says: photos merged under
+    a name that do not look like the person of that name already enrolled."""
+    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+    faceapp(ours, "enroll", "Ada", photos / "img1.jpg", photos / "img2.jpg")
+    faceapp(ours, "enroll", "Bob", photos / "img13.jpg")
+    faceapp(theirs, "enroll", "Ada", photos / "img14.jpg")  # Bob's face, named Ada
+    faceapp(theirs, "enroll", "Bob", photos / "img15.jpg")  # Bob again
+    faceapp(theirs, "export", tmp_path / "theirs.zip")
+    run = faceapp(ours, "import-gallery", tmp_path / "theirs.zip", "--on-conflict", "merge")
+    assert "the photos merged into Ada do not look like the Ada already enrolled" in run.stderr
+    assert "merged into Bob" not in run.stderr

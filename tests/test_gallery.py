@@ -32,6 +32,7 @@ from faceapp.core.gallery import (
     GalleryLocked,
     NameTaken,
     NotFound,
+    connect,
     encode_crop,
 )
 from faceapp.core.imageio import load_image
@@ -74,7 +75,7 @@ def vectors(n: int, dim: int, seed: int) -> np.ndarray:
 @pytest.fixture
 def gallery(new_location):
     """A new gallery on each backend: a file, and a database on a PostgreSQL server."""
-    with Gallery(new_location()) as g:
+    with connect(new_location()) as g:
         yield g
 
 
@@ -132,7 +133,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 def test_new_gallery_file_and_sidecars_are_owner_only(tmp_path, open_umask, crops):
     path = tmp_path / "g.db"
-    with Gallery(path) as g:
+    with connect(path) as g:
         assert g.path == path
         g.enroll("Ada", [sample(crops[0])], {"m": vectors(1, 8, 0)})
         wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
@@ -286,7 +287,7 @@ def test_remove_face_and_delete_person_cascade(gallery, crops):
     events = gallery.events()
     assert [(e.person_id, e.name) for e in events] == [(None, None), (None, "Bob")]
     assert len(gallery.events(unknown_only=True)) == 1
-    with gallery._read() as db:
+    with gallery.reading() as db:
         orphans = db.execute("SELECT count(*) FROM faces WHERE person_id NOT IN "
                              "(SELECT id FROM people)").fetchone()[0]
     assert orphans == 0
@@ -317,7 +318,7 @@ def test_merge_moves_faces_embeddings_and_events(gallery, crops):
 
 def test_data_version_follows_changes_that_matter_to_an_index(new_location, crops):
     path = new_location()
-    with Gallery(path) as g, Gallery(path) as other:
+    with connect(path) as g, connect(path) as other:
         v0 = g.data_version()
         pid, fids = g.enroll("Ada", [sample(crops[0])], {"m": vectors(1, 8, 0)})
         v1 = g.data_version()
@@ -367,13 +368,13 @@ def test_events_filters_csv_and_pruning(gallery, crops, tmp_path):
 
 
 def test_closed_gallery_and_missing_folder(tmp_path):
-    g = Gallery(tmp_path / "g.db")
+    g = connect(tmp_path / "g.db")
     g.close()
     g.close()
     with pytest.raises(GalleryError, match="closed"):
         g.people()
     with pytest.raises(GalleryError, match="cannot be created"):
-        Gallery(tmp_path / "no" / "such" / "folder" / "g.db")
+        connect(tmp_path / "no" / "such" / "folder" / "g.db")
     assert not (tmp_path / "no").exists()
 
 
@@ -381,7 +382,7 @@ def test_empty_file_becomes_an_owner_only_gallery(tmp_path, open_umask):
     path = tmp_path / "prepared.db"
     path.touch(mode=0o644)
     assert mode(path) == 0o644
-    with Gallery(path) as g:
+    with connect(path) as g:
         g.add_person("Ada")
         assert mode(path) == 0o600 and mode(Path(f"{path}-wal")) == 0o600
 
@@ -389,7 +390,7 @@ def test_empty_file_becomes_an_owner_only_gallery(tmp_path, open_umask):
 # ----------------------------------------------------------------- damaged / foreign
 
 def _real_gallery(path: Path, crops) -> None:
-    with Gallery(path) as g:
+    with connect(path) as g:
         for i in range(12):
             g.enroll(f"P{i}", [sample(c) for c in crops[:4]], {"m": vectors(4, 128, i)})
 
@@ -461,7 +462,7 @@ def test_unusable_files_are_refused_and_left_untouched(tmp_path, crops, make, me
     before, listing = digest(path), sorted(os.listdir(tmp_path))
     for _ in range(2):
         with pytest.raises(GalleryError, match=message):
-            Gallery(path)
+            connect(path)
     assert digest(path) == before
     assert sorted(os.listdir(tmp_path)) == listing, "no -wal, -shm or backup left beside it"
 
@@ -469,7 +470,7 @@ def test_unusable_files_are_refused_and_left_untouched(tmp_path, crops, make, me
 def test_a_usable_gallery_opens_again_after_those_checks(tmp_path, crops):
     path = tmp_path / "g.db"
     _real_gallery(path, crops)
-    with Gallery(path) as g:
+    with connect(path) as g:
         assert len(g.people()) == 12 and g.models() == {"m": 48}
 
 
@@ -543,10 +544,10 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
     make_v1(path, crops)
     os.chmod(path, 0o600)
     original = digest(path)
-    with Gallery(path) as g:
+    with connect(path) as g:
         backup = tmp_path / "old.db.v1.bak"
         assert g.last_backup == backup and mode(backup) == 0o600
-        assert g.schema_version() == SCHEMA_VERSION == 6
+        assert g.schema_version() == SCHEMA_VERSION == 7
         assert [(p.name, p.face_count) for p in g.people()] == [("Ada", 2), ("Bob", 1)]
         np.testing.assert_array_equal(g.face_crop(2), crops[1])
         assert [(e.id, e.person_id, e.name) for e in g.events()] == \
@@ -581,6 +582,11 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
                                  + g.station)
         # v6: events from before the migration name no station
         assert g.events()[-1].station == "" and g.events()[0].station == g.station
+        # v7: meta keeps what the gallery is; what programs change lives in gallery_state
+        with g.reading() as db:
+            assert sorted(r[0] for r in db.execute("SELECT key FROM meta")) == \
+                ["app", "created", "schema_version"]
+            assert g.read_state(db, "data_version") > 0
     # the backup is the v1 file as it was
     with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
@@ -590,11 +596,11 @@ def test_v1_gallery_is_backed_up_then_migrated(tmp_path, crops, open_umask):
     conn.close()
     assert digest(path) != original
     # a migrated file has the same structure as a new one
-    with Gallery(tmp_path / "new.db"):
+    with connect(tmp_path / "new.db"):
         pass
     assert structure(path) == structure(tmp_path / "new.db")
     # opening again migrates nothing and makes no second backup
-    with Gallery(path) as g:
+    with connect(path) as g:
         assert g.last_backup is None
     assert sorted(p.name for p in tmp_path.glob("*.bak")) == ["old.db.v1.bak"]
 
@@ -603,7 +609,7 @@ def test_failed_migration_leaves_the_v1_file(tmp_path, crops):
     path = tmp_path / "old.db"
     make_v1(path, crops, broken=True)
     with pytest.raises(GalleryError, match="broken references"):
-        Gallery(path)
+        connect(path)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
             == ("1",)
@@ -617,7 +623,7 @@ def test_failed_migration_leaves_the_v1_file(tmp_path, crops):
 
 def check_worker_people(path: Path, photos: Path, expect: int | None = None) -> int:
     crops = gallery_worker.person_crops(photos)
-    with Gallery(path) as g:
+    with connect(path) as g:
         people = g.people()
         n = len(people)
         if expect is not None:
@@ -682,10 +688,10 @@ def test_other_process_reads_while_this_one_writes(new_location, crops):
     import json
 
     path = new_location()
-    with Gallery(path, timeout=30) as g:
+    with connect(path, timeout=30) as g:
         g.enroll("Ada", [sample(crops[0])], {"m": vectors(1, 8, 0)})
-        with g._write() as tx:  # an open write transaction, as during a long enrollment
-            g._insert_person(tx, "Pending")
+        with g.writing() as tx:  # an open write transaction, as during a long enrollment
+            g.insert_person(tx, "Pending")
             started = time.monotonic()
             out = subprocess.run([sys.executable, str(WORKER), "read", str(path)],
                                  capture_output=True, text=True, timeout=60)
@@ -703,7 +709,7 @@ def test_other_process_reads_while_this_one_writes(new_location, crops):
 def test_reads_stay_consistent_during_another_process_writes(new_location, photos):
     path = new_location()
     counts, versions = set(), set()
-    with Gallery(path, timeout=30) as g:
+    with connect(path, timeout=30) as g:
         proc = spawn("enroll", str(path), str(photos), "80")
         try:
             while proc.poll() is None:
@@ -726,12 +732,12 @@ def test_reads_stay_consistent_during_another_process_writes(new_location, photo
 
 def test_write_lock_held_by_another_process_gives_gallery_locked(new_location, crops):
     path = new_location()
-    with Gallery(path) as g:
+    with connect(path) as g:
         g.add_person("Ada")
     proc = spawn("hold-write", str(path), "30")
     try:
         wait_for_line(proc, "writing")
-        with Gallery(path, timeout=0.5) as g:
+        with connect(path, timeout=0.5) as g:
             assert [p.name for p in g.people()] == ["Ada"]  # reading is not blocked
             started = time.monotonic()
             with pytest.raises(GalleryLocked, match="locked by another program"):
@@ -739,30 +745,30 @@ def test_write_lock_held_by_another_process_gives_gallery_locked(new_location, c
             assert 0.4 < time.monotonic() - started < 10
     finally:
         stop(proc)
-    with Gallery(path) as g:
+    with connect(path) as g:
         assert [p.name for p in g.people()] == ["Ada"]
         g.add_person("Bob")
 
 
 def test_exclusive_lock_held_by_another_process_refuses_opening(tmp_path):
     path = tmp_path / "g.db"
-    Gallery(path).close()
+    connect(path).close()
     proc = spawn("hold-lock", str(path), "30")
     try:
         wait_for_line(proc, "locked")
         started = time.monotonic()
         with pytest.raises(GalleryLocked, match="locked"):
-            Gallery(path, timeout=0.5)
+            connect(path, timeout=0.5)
         assert time.monotonic() - started < 10
     finally:
         stop(proc)
-    Gallery(path).close()
+    connect(path).close()
 
 
 # ------------------------------------------------------------------- export/import
 
 def filled(path: Path, crops) -> Gallery:
-    g = Gallery(path)
+    g = connect(path)
     ada, ada_faces = g.enroll("Ada", [sample(c, k, f"a{k}.jpg") for k, c in enumerate(crops[:3])],
                               {"m128": vectors(3, 128, 1), "m64": vectors(3, 64, 2)})
     g.set_notes(ada, "front desk")
@@ -810,7 +816,7 @@ def test_export_import_round_trip(tmp_path, new_location, backend, crops, open_u
     else:
         assert zipfile.is_zipfile(out)
 
-    with Gallery(new_location("dst")) as dst:
+    with connect(new_location("dst")) as dst:
         report = import_gallery(dst, out, passphrase)
         assert (report.people_added, report.faces_added, report.embeddings_added) == (3, 5, 0)
         assert report.embeddings_ignored == 8  # never trusted: computed from the crops
@@ -840,7 +846,7 @@ def test_wrong_or_missing_passphrase_changes_nothing(tmp_path, crops):
     src = filled(tmp_path / "src.db", crops)
     out = tmp_path / "export.fgx"
     export_gallery(src, out, "s3cret")
-    with Gallery(tmp_path / "dst.db") as dst:
+    with connect(tmp_path / "dst.db") as dst:
         dst.enroll("Zed", [sample(crops[5])], {"m128": vectors(1, 128, 7)})
         before = state(dst)
         with pytest.raises(WrongPassphrase, match="wrong passphrase"):
@@ -870,7 +876,7 @@ def test_damaged_archive_is_refused_and_gallery_unchanged(tmp_path, crops, damag
                "empty": lambda d: b"",
                "not-zip": lambda d: b"name,face\n" + d}[damage](data)
     out.write_bytes(damaged)
-    with Gallery(tmp_path / "dst.db") as dst:
+    with connect(tmp_path / "dst.db") as dst:
         dst.enroll("Zed", [sample(crops[5])], {"m128": vectors(1, 128, 7)})
         before = state(dst)
         if damage == "flip-middle" and passphrase is None:
@@ -908,7 +914,7 @@ def test_a_damaged_crop_skips_that_face_and_the_rest_comes_through(tmp_path, cro
             at = data.find(b"IDAT", data.find(b"faces/4.png"))
             data[at + 8] ^= 0xFF
             rebuilt.write_bytes(bytes(data))
-        with Gallery(tmp_path / f"dst-{name}.db") as dst:
+        with connect(tmp_path / f"dst-{name}.db") as dst:
             report = import_gallery(dst, rebuilt)
             assert [item for item, _ in report.damaged] == ["face 4 (faces/4.png)"], name
             assert report.faces_added == 4 and dst.face_count() == 4
@@ -923,7 +929,7 @@ def test_export_leaves_out_and_reports_a_damaged_crop(tmp_path, crops):
     summary = export_gallery(src, out)
     assert summary.faces == 4 and len(summary.skipped) == 1
     assert summary.skipped[0][0].startswith(f"sample {broken} of Ada")
-    with Gallery(tmp_path / "dst.db") as dst:
+    with connect(tmp_path / "dst.db") as dst:
         report = import_gallery(dst, out)
         assert report.faces_added == 4 and not report.damaged
     src.close()
@@ -937,7 +943,7 @@ def test_import_conflict_rolls_back_everything(tmp_path, new_location, crops):
     out = tmp_path / "export.fgx"
     export_gallery(src, out)
     src.close()
-    with Gallery(new_location("dst")) as dst:
+    with connect(new_location("dst")) as dst:
         # the active model's id with another embedding size: refused when the computed
         # templates are written, after people and faces were added in that transaction
         dst.enroll("Zed", [sample(crops[5])], {embedder.model_id: vectors(1, 32, 7)})
@@ -956,7 +962,7 @@ def test_failed_export_keeps_the_previous_file(tmp_path, crops):
         export_gallery(src, out)
     assert digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-    with Gallery(tmp_path / "src.db") as again, pytest.raises(ValueError):
+    with connect(tmp_path / "src.db") as again, pytest.raises(ValueError):
         export_gallery(again, out, "")
     assert digest(out) == before
 
@@ -964,7 +970,7 @@ def test_failed_export_keeps_the_previous_file(tmp_path, crops):
 def test_a_gallery_keeps_the_model_its_templates_were_made_with(gallery, crops):
     """With no model chosen, a gallery enrolled with another model (or before the default
     changed) goes on with the model its templates are in; a new one takes the default."""
-    from faceapp.core.recognize import DEFAULT_EMBEDDER, embedder_for_gallery
+    from faceapp.core.models import DEFAULT_EMBEDDER, embedder_for_gallery
 
     other = "dlib-resnet-v1"  # the default before the student took over
     assert other != DEFAULT_EMBEDDER
@@ -978,7 +984,7 @@ def test_a_gallery_keeps_the_model_its_templates_were_made_with(gallery, crops):
 
 
 def test_templates_of_a_model_no_longer_installed_fall_back_to_the_default(gallery, crops):
-    from faceapp.core.recognize import DEFAULT_EMBEDDER, embedder_for_gallery
+    from faceapp.core.models import DEFAULT_EMBEDDER, embedder_for_gallery
 
     gallery.enroll("Ada", [sample(crops[0])], {"retired-model-v0:int8": vectors(1, 64, 0)})
     assert embedder_for_gallery(gallery) == (DEFAULT_EMBEDDER, None)

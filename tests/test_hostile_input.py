@@ -437,3 +437,234 @@ def test_an_image_that_exhausts_memory_is_skipped_by_name(tmp_path, photos, limi
     assert "Traceback" not in run.stderr and "cv2.error" not in run.stderr
     assert f"skipped {root / 'Zed' / 'big.png'}: " in run.stderr
     assert json.loads(run.stdout.splitlines()[-1])["added"] == 1
+
+
+# ------------------------------------------ the gallery survives every program beside it
+
+def _cli(db, *args, timeout=120, **kwargs):
+    """faceapp with bytes arguments allowed (names that are not UTF-8); a hang fails."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "faceapp", "--db", os.fspath(db),
+                           *(a if isinstance(a, bytes) else os.fspath(a) for a in args)],
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _special_files(folder):
+    """A FIFO, a link to /dev/zero and a socket, all named like photos."""
+    import os
+    import socket
+
+    os.mkfifo(folder / "x.jpg")
+    os.symlink("/dev/zero", folder / "z.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "s.jpg"))
+    return sock
+
+
+def test_fifos_and_devices_are_skipped_by_name_in_every_command(tmp_path, photos):
+    """A FIFO named x.jpg hung `import` for ever; a link to /dev/zero was read until
+    memory ran out. Every command that reads files names them and goes on."""
+    import os
+
+    from tests.test_imageio import run_measured
+
+    root = tmp_path / "people"
+    (root / "Alice").mkdir(parents=True)
+    (root / "Alice" / "a.jpg").write_bytes((photos / PHOTOS_A[0]).read_bytes())
+    sockets = [_special_files(root / "Alice")]
+    os.mkfifo(root / "stray.jpg")  # beside the person folders
+    db = tmp_path / "g.db"
+    run, peak_mb, seconds = run_measured(
+        [sys.executable, "-m", "faceapp", "--db", db, "import", root], timeout=30)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert seconds < 30
+    assert json.loads(run.stdout.splitlines()[-1])["added"] == 1
+    alice = root / "Alice"
+    for line in (f"skipped {alice / 'x.jpg'}: a named pipe (FIFO)",
+                 f"skipped {alice / 'z.jpg'}: a character device",
+                 f"skipped {alice / 's.jpg'}: a socket",
+                 f"skipped {root / 'stray.jpg'}: a named pipe (FIFO)"):
+        assert line in run.stderr, run.stderr
+
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    (probes / "b.jpg").write_bytes((photos / PHOTOS_A[1]).read_bytes())
+    sockets.append(_special_files(probes))
+    try:
+        run = _cli(db, "enroll", "Alice", photos / PHOTOS_A[1], probes / "x.jpg",
+                   probes / "z.jpg")
+        assert run.returncode == 0 and f"skipped {probes / 'x.jpg'}: a named pipe" in run.stderr
+        assert f"skipped {probes / 'z.jpg'}: a character device" in run.stderr
+
+        run = _cli(db, "detect", probes / "x.jpg", probes / "z.jpg", probes / "b.jpg")
+        rows = [json.loads(line) for line in run.stdout.splitlines()]
+        errors = {r["image"]: r["error"] for r in rows if "error" in r}
+        assert "a named pipe" in errors[str(probes / "x.jpg")]
+        assert "a character device" in errors[str(probes / "z.jpg")]
+        assert any("box" in r for r in rows)  # the photo after them was read
+
+        run = _cli(db, "identify", probes, "--no-events")  # the folder source (Live's)
+        assert run.returncode == 0, run.stderr
+        assert "skipped x.jpg: a named pipe" in run.stderr
+        assert "skipped z.jpg: a character device" in run.stderr
+        assert "skipped s.jpg: a socket" in run.stderr
+        assert "Alice" in identities(run)
+
+        os.mkfifo(tmp_path / "clip.mp4")
+        for source, says in ((probes / "x.jpg", "a named pipe"),
+                             (tmp_path / "clip.mp4", "a named pipe"),
+                             (probes / "z.jpg", "a character device")):
+            run = _cli(db, "identify", source, "--no-events", timeout=30)
+            assert run.returncode == 1 and says in run.stderr, run.stderr
+            assert source.name in run.stderr
+
+        run = _cli(db, "compare", probes / "b.jpg", probes / "x.jpg", timeout=30)
+        assert run.returncode == 1 and f"{probes / 'x.jpg'}: a named pipe" in run.stderr
+
+        run = _cli(db, "scan", probes, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["files"] == 1
+        assert "x.jpg: a named pipe" in run.stderr and "z.jpg: a character device" in run.stderr
+
+        run = _cli(db, "import-gallery", probes / "x.jpg", timeout=30)
+        assert run.returncode == 1 and "a named pipe" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_names_that_are_not_utf8_are_imported_identified_and_scanned(tmp_path, photos):
+    """b'Jos\\xe9' (Latin-1, as an old camera or a Windows share writes it) aborted
+    `import` with a codec error; now it is a person 'Jos\\\\xe9', shown escaped."""
+    import os
+    import sqlite3
+
+    root = os.path.join(os.fsencode(tmp_path), b"people")
+    person = os.path.join(root, b"Jos\xe9")
+    os.makedirs(person)
+    for name, source in ((b"Jos\xe9.jpg", PHOTOS_A[0]), (b"b.jpg", PHOTOS_A[1])):
+        with open(os.path.join(person, name), "wb") as f:
+            f.write((photos / source).read_bytes())
+    db = tmp_path / "g.db"
+    run = _cli(db, "import", root)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["added"] == 2
+    escaped = f"{tmp_path}/people/Jos\\xe9"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT name FROM people").fetchall() == [("Jos\\xe9",)]
+        sources = {r[0] for r in conn.execute("SELECT source FROM faces")}
+    assert sources == {f"{escaped}/Jos\\xe9.jpg", f"{escaped}/b.jpg"}
+    again = _cli(db, "import", root)  # the escaped source is how a re-run knows it
+    assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1])["added"] == 0
+    assert f"skipped {escaped}/Jos\\xe9.jpg: already in the gallery" in again.stderr
+
+    probes = os.path.join(os.fsencode(tmp_path), b"probes \xff")
+    os.makedirs(probes)
+    with open(os.path.join(probes, b"Jos\xe9 2.jpg"), "wb") as f:
+        f.write((photos / PHOTOS_A[1]).read_bytes())
+    run = _cli(db, "identify", probes)  # with events: the path is stored as text
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert rows and rows[0]["person"] == "Jos\\xe9"
+    assert rows[0]["path"] == f"{tmp_path}/probes \\xff/Jos\\xe9 2.jpg"
+    run = _cli(db, "detect", os.path.join(probes, b"Jos\xe9 2.jpg"))
+    assert json.loads(run.stdout.splitlines()[0])["image"].endswith("/Jos\\xe9 2.jpg")
+    run = _cli(db, "scan", probes)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    listed = _cli(db, "photos-of", "Jos\\xe9").stdout.splitlines()
+    assert listed == [f"{tmp_path}/probes \\xff/Jos\\xe9 2.jpg"]
+
+
+def test_a_file_scanned_by_a_relative_and_an_absolute_path_is_listed_once(tmp_path, photos):
+    db = tmp_path / "g.db"
+    assert _cli(db, "enroll", "Alice", photos / PHOTOS_A[0]).returncode == 0
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "b.jpg").write_bytes((photos / PHOTOS_A[1]).read_bytes())
+    assert _cli(db, "scan", tmp_path / "archive").returncode == 0
+    run = _cli(db, "scan", "archive", "--rescan", cwd=tmp_path)  # relative, scanned again
+    assert run.returncode == 0 and json.loads(run.stdout)["files"] == 1, run.stderr
+    assert _cli(db, "photos-of", "Alice").stdout.splitlines() == \
+        [str(tmp_path / "archive" / "b.jpg")]
+
+
+def test_huge_or_many_archive_crops_are_bounded_in_memory(tmp_path, photos):
+    """A crafted export: one 20000 x 20000 PNG "crop" (1.2 GB decoded) is refused from
+    its header, and 300 crops of 1024 x 1024 (each allowed, 900 MB together) are
+    decoded a few at a time; the rest of the archive comes through."""
+    from tests.test_imageio import run_measured, write_huge_png
+
+    src = _export(tmp_path, photos)
+    export = tmp_path / "honest.zip"
+    faceapp(src, "export", export)
+    with zipfile.ZipFile(export) as zin:
+        manifest = json.loads(zin.read("gallery.json"))
+        members = {i.filename: zin.read(i) for i in zin.infolist()}
+    alice = next(p["id"] for p in manifest["people"] if p["name"] == "Alice")
+    bob = next(p["id"] for p in manifest["people"] if p["name"] == "Bob")
+    huge_face = next(f for f in manifest["faces"] if f["person_id"] == bob)
+    members[huge_face["file"]] = write_huge_png(tmp_path / "huge.png", 20000).read_bytes()
+    template = next(f for f in manifest["faces"] if f["person_id"] == alice)
+    rng = np.random.default_rng(0)
+    flat = np.full((1024, 1024, 3), 128, np.uint8)
+    for n in range(300):
+        flat[0, :3] = rng.integers(0, 255, 3)  # each crop distinct
+        face = dict(template, id=100_000 + n, file=f"faces/big{n}.png")
+        manifest["faces"].append(face)
+        members[face["file"]] = cv2.imencode(".png", flat)[1].tobytes()
+    members["gallery.json"] = json.dumps(manifest).encode()
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(crafted, "w") as zout:  # stored: the PNGs are compressed
+        for name, body in members.items():
+            zout.writestr(name, body)
+    run, peak_mb, seconds = run_measured(
+        [sys.executable, "-m", "faceapp", "--db", tmp_path / "dst.db", "import-gallery",
+         crafted], timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report["damaged"] == 1 and report["faces_added"] == 301, report
+    assert (f"skipped face {huge_face['id']} ({huge_face['file']}): damaged crop: "
+            "20000x20000 pixels: a face crop is at most 1024x1024") in run.stderr
+    assert peak_mb < 500, peak_mb
+
+
+@pytest.mark.parametrize("args, says", [
+    (["ignore-cluster", "99999999999999999999"], "an id is from 1 to 9223372036854775807"),
+    (["name-cluster", "0", "Alice"], "an id is from 1"),
+    (["events", "--limit", "1" + "0" * 30], "--limit is from 1 to 1000000"),
+    (["events", "--limit", "many"], "--limit is a whole number, not 'many'"),
+    (["unknowns", "--retention", "99999999999"], "--retention is from 0 to 36500"),
+    (["identify", "x.jpg", "--max-frames", "-1"], "--max-frames is from 0"),
+    (["compare", "a.jpg", "b.jpg", "--far", "nan"], "a rate is a number above 0"),
+    (["--min-face", "0", "detect", "a.jpg"], "--min-face is from 1 to 10000"),
+    (["enroll", b"Jos\xe9", "a.jpg"], "'Jos\\\\xe9' is not UTF-8 text"),
+])
+def test_arguments_out_of_range_get_a_clear_message(tmp_path, args, says):
+    run = _cli(tmp_path / "g.db", *args, timeout=60)
+    assert run.returncode == 2 and says in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "Overflow" not in run.stderr
+
+
+def test_threads_are_capped_at_the_machines_cores(tmp_path):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    run = _cli(tmp_path / "g.db", "--threads", "100000", "people")
+    assert run.returncode == 0, run.stderr
+    assert f"--threads 100000 is more than this machine's {cores} core(s): using {cores}" \
+        in run.stderr
+    from faceapp.cli import build_parser
+
+    assert build_parser().parse_args(["--threads", "1", "people"]).threads == 1
+
+
+def test_folders_made_for_a_new_gallery_are_owner_only_under_any_umask(tmp_path):
+    import os
+    import stat
+
+    db = tmp_path / "a" / "b" / "g.db"
+    run = _cli(db, "people", preexec_fn=lambda: os.umask(0))
+    assert run.returncode == 0, run.stderr
+    for folder in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder

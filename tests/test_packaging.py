@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from faceapp.core.recognize import DEFAULT_EMBEDDER
+from faceapp.core.models import DEFAULT_EMBEDDER
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "assets" / "models"
@@ -57,6 +57,37 @@ def test_self_test_leaves_no_gallery_behind(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def desktop_file_problems(path: Path) -> str:
+    """What desktop-file-validate says about a .desktop file ("" when it is valid).
+    Missing: the test fails, as CI installs it (.ci/run: desktop-file-utils)."""
+    validate = shutil.which("desktop-file-validate")
+    if validate is None:
+        pytest.fail("desktop-file-validate is not installed (Debian package "
+                    "desktop-file-utils; .ci/run installs it)")
+    result = subprocess.run([validate, str(path)], capture_output=True, text=True,
+                            timeout=60)
+    said = result.stdout + result.stderr
+    # some errors ("will be fatal in the future") still exit 0: any error counts
+    errors = [line for line in said.splitlines() if "error:" in line]
+    return said if result.returncode != 0 or errors else ""
+
+
+def test_the_desktop_file_validates():
+    desktop = REPO / "packaging" / "linux" / "faceapp.desktop"
+    assert desktop_file_problems(desktop) == ""
+    text = desktop.read_text()
+    assert "Exec=/usr/bin/faceapp" in text and "Icon=faceapp" in text
+    # a broken one is caught (the check can fail)
+    broken = text.replace("Categories=AudioVideo;Video;", "Categories=Video;")
+    assert broken != text
+    copy = Path(os.environ.get("TMPDIR", "/tmp")) / f"faceapp-check-{os.getpid()}.desktop"
+    copy.write_text(broken)
+    try:
+        assert "AudioVideo" in desktop_file_problems(copy)
+    finally:
+        copy.unlink()
+
+
 # The package build takes about 3 minutes on a 2-core machine (PyInstaller ~30 s, xz
 # compression of the .deb most of the rest).
 @pytest.mark.slow
@@ -85,6 +116,7 @@ def test_build_deb(tmp_path):
     desktop = (root / "usr/share/applications/faceapp.desktop").read_text()
     assert "Exec=/usr/bin/faceapp" in desktop and "Icon=faceapp" in desktop
     assert "Categories=" in desktop
+    assert desktop_file_problems(root / "usr/share/applications/faceapp.desktop") == ""
     assert (root / "usr/share/icons/hicolor/256x256/apps/faceapp.png").stat().st_size > 0
     models = root / "opt/faceapp/_internal/assets/models"
     for name in ("mtcnn-v1/manifest.json", "mtcnn-v1/pnet.onnx", "mtcnn-v1/rnet.onnx",

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from faceapp.core.enroll import Enroller
-from faceapp.core.gallery import Gallery, GalleryError, NotFound
-from faceapp.core.gallery_files import GalleryUnavailable
-from faceapp.core.gallery_server import ServerGallery, display_location, grant_station
-from faceapp.core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline
+from faceapp.core.gallery import SCHEMA_VERSION, GalleryError, GalleryUnavailable, NotFound, connect
+from faceapp.core.gallery.server import ServerGallery, display_location, grant_station
+from faceapp.core.models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from faceapp.core.recognize import FacePipeline
 from tests.helpers.writers import check_writers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,11 +64,11 @@ def test_a_person_enrolled_at_one_station_is_named_at_another_within_2_s(
         server_db, pipeline, photos, station_env):
     server, name = server_db
     url = server.url(name)
-    Gallery(url).close()  # the gallery is created once, by its owner
+    connect(url).close()  # the gallery is created once, by its owner
     watcher = start_station(station_env, "watch", url, "desk-B", photos / "img2.jpg", "Alice", 60)
     try:
         time.sleep(1.0)  # the watcher is identifying; nobody is enrolled yet
-        with Gallery(url, station="desk-A") as gallery:
+        with connect(url, station="desk-A") as gallery:
             enroller = Enroller(pipeline, gallery)
             sample = enroller.prepare_file(photos / "img1.jpg")
             enroller.save("Alice", [sample])
@@ -88,7 +88,7 @@ def test_renames_merges_and_deletions_reach_a_running_station(server_db, pipelin
 
     server, name = server_db
     url = server.url(name)
-    with Gallery(url, station="desk-A") as a, Gallery(url, station="desk-B") as b:
+    with connect(url, station="desk-A") as a, connect(url, station="desk-B") as b:
         enroller = Enroller(pipeline, a)
         alice = enroller.save("Alice", [enroller.prepare_file(photos / "img1.jpg")])[0]
         twin = enroller.save("Alice 2", [enroller.prepare_file(photos / "img2.jpg")])[0]
@@ -107,7 +107,7 @@ def test_renames_merges_and_deletions_reach_a_running_station(server_db, pipelin
 def test_the_event_log_names_each_station_and_filters_by_it(server_db, tmp_path):
     server, name = server_db
     url = server.url(name)
-    with Gallery(url, station="door-1") as one, Gallery(url, station="door-2") as two:
+    with connect(url, station="door-1") as one, connect(url, station="door-2") as two:
         one.add_event(None, 0.2, "cam")
         two.add_event(None, 0.3, "cam")
         two.add_event(None, 0.4, "cam")
@@ -128,13 +128,13 @@ def test_foreign_and_newer_databases_on_the_server_are_refused(pg_server):
     try:
         pg_server.psql("CREATE TABLE invoices (id int)", dbname=foreign)
         with pytest.raises(GalleryError, match="another program's tables.*invoices"):
-            Gallery(pg_server.url(foreign))
+            connect(pg_server.url(foreign))
         assert pg_server.psql("SELECT count(*) FROM information_schema.tables WHERE "
                               "table_schema = 'public'", dbname=foreign)[0][0] == 1
-        Gallery(pg_server.url(newer)).close()
+        connect(pg_server.url(newer)).close()
         pg_server.psql("UPDATE meta SET value = '99' WHERE key = 'schema_version'", dbname=newer)
         with pytest.raises(GalleryError, match="newer faceapp .*version 99"):
-            Gallery(pg_server.url(newer))
+            connect(pg_server.url(newer))
     finally:
         pg_server.drop_database(foreign)
         pg_server.drop_database(newer)
@@ -146,7 +146,7 @@ def test_a_station_role_changes_rows_but_never_tables(server_db, tmp_path, monke
     role = f"station_{os.urandom(3).hex()}"
     server.create_role(role, password="door-pass:1")
     server.psql(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
-    with Gallery(server.url(name)) as owner:  # created by its owner
+    with connect(server.url(name)) as owner:  # created by its owner
         grant_station(owner, role)
     pgpass = tmp_path / "pgpass"
     pgpass.write_text(f"127.0.0.1:{server.port}:{name}:{role}:door-pass\\:1\n")
@@ -154,7 +154,7 @@ def test_a_station_role_changes_rows_but_never_tables(server_db, tmp_path, monke
     monkeypatch.setenv("PGPASSFILE", str(pgpass))
     url = server.url(name, user=role)  # no password in it: libpq reads the .pgpass file
     assert "door-pass" not in url and "door-pass" not in display_location(url)
-    with Gallery(url, station="desk") as station:
+    with connect(url, station="desk") as station:
         enroller = Enroller(pipeline, station)
         pid, _ = enroller.save("Ada", [enroller.prepare_file(photos / "img1.jpg")])
         station.rename_person(pid, "Ada L.")
@@ -162,6 +162,18 @@ def test_a_station_role_changes_rows_but_never_tables(server_db, tmp_path, monke
         assert [p.name for p in station.people()] == ["Ada L."]
     with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("DROP TABLE events")
+    # nor the gallery's identity: a station that set the schema version to 999 made
+    # every station and the owner refuse the gallery
+    for statement in ("UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+                      "DELETE FROM meta", "INSERT INTO meta VALUES ('x', 'y')"):
+        with psycopg.connect(url) as conn, \
+                pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+    with connect(url, station="desk") as station:  # the counters it changes live elsewhere
+        before = station.data_version()
+        station.add_person("Grace")
+        assert station.data_version() == before + 1
+        assert station.schema_version() == SCHEMA_VERSION
 
 
 def test_the_cli_on_a_server_and_a_password_kept_out_of_the_command_line(
@@ -196,11 +208,11 @@ def test_the_cli_on_a_server_and_a_password_kept_out_of_the_command_line(
 def test_a_server_that_cannot_be_reached_is_named(server_db):
     server, name = server_db
     with pytest.raises(GalleryUnavailable, match="cannot be reached"):
-        Gallery(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
+        connect(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
     # a server that answers "no" is not a server away: the station must be set up again
     with pytest.raises(GalleryError, match="refused this station: .*password authentication "
                        "failed") as info:
-        Gallery(server.url(name, password="wrong"))
+        connect(server.url(name, password="wrong"))
     assert not isinstance(info.value, GalleryUnavailable) and "wrong" not in str(info.value)
 
 
@@ -216,7 +228,7 @@ def free_port() -> int:
 def test_concurrent_writers_lose_nothing_and_duplicate_nothing(server_db, tmp_path):
     server, name = server_db
     url = server.url(name)
-    Gallery(url).close()
+    connect(url).close()
     workers = [start_writer(url, i, 8) for i in range(6)]
     reports = []
     for proc in workers:
@@ -233,7 +245,7 @@ def test_the_server_crashing_mid_import_loses_and_duplicates_nothing(
         server_db, photos, station_env, pipeline, tmp_path):
     server, name = server_db
     url = server.url(name)
-    with Gallery(url) as gallery:
+    with connect(url) as gallery:
         enroller = Enroller(pipeline, gallery)
         enroller.save("Alice", [enroller.prepare_file(photos / "img1.jpg")])
     station = start_station(station_env, "log", url, "desk-C", photos / "img2.jpg", 14)
@@ -252,7 +264,7 @@ def test_the_server_crashing_mid_import_loses_and_duplicates_nothing(
     report = json.loads(out.splitlines()[-1])
     assert report["offline_seen"], "the station never noticed the server was away"
     assert report["pending"] == report["spooled"] == 0
-    with Gallery(url) as gallery:
+    with connect(url) as gallery:
         stored = gallery.events(station="desk-C", limit=None)
     assert len(stored) == report["named"] > 0, "each named frame's event arrives exactly once"
     assert len({e.id for e in stored}) == len(stored)

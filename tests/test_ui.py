@@ -25,7 +25,8 @@ from PySide6.QtWidgets import QLabel  # noqa: E402
 from faceapp.core.imageio import load_image  # noqa: E402
 from faceapp.core.models import packs_dir  # noqa: E402
 from faceapp.core.sources import CameraSource, ImageFolderSource  # noqa: E402
-from faceapp.core.recognize import DEFAULT_EMBEDDER, FacePipeline  # noqa: E402
+from faceapp.core.models import DEFAULT_EMBEDDER  # noqa: E402
+from faceapp.core.recognize import FacePipeline  # noqa: E402
 from faceapp.ui import dialogs  # noqa: E402
 from faceapp.ui.jobs import Job  # noqa: E402
 from faceapp.ui.live import KNOWN, UNKNOWN  # noqa: E402
@@ -206,8 +207,13 @@ def test_enroll_then_identify_in_live_video_and_log_events(qtbot, open_window, p
     window.events.set_person_filter("unknown")
     wait_idle(qtbot)
     assert window.events.rows and {row.who for row in window.events.rows} == {None}
-    why = window.events.table.item(0, 4).text()
-    assert why.startswith(("below threshold: nearest Alice", "ambiguous: nearest Alice")), why
+    from faceapp.ui.events_page import SOURCE, WHY
+
+    why = window.events.table.item(0, WHY).text()  # in words, without scores
+    assert why.startswith(("not close enough to anyone (nearest: Alice)",
+                           "could be Alice or")), why
+    assert window.events.table.item(0, SOURCE).text().startswith("door.avi at 0:0")
+    assert window.events.table.item(0, SOURCE).toolTip().startswith(f"{video} #")
 
     # dates: nothing from tomorrow on, everything up to today
     window.events.set_person_filter(None)
@@ -262,8 +268,11 @@ def test_people_merge_rename_remove_delete(qtbot, open_window, photos, tmp_path,
     report = import_people(qtbot, window, root)
     assert report.people == {"Bob": 2, "Carol": 1, "Robert": 1}
     assert len(report.skipped) == 1 and "couple" in report.skipped[0][0]
+    # the report by person folder: Carol's folder gave her, and left the couple out
     assert window.enroll.skipped.topLevelItemCount() == 1
-    assert "faces" in window.enroll.skipped.topLevelItem(0).text(1)
+    carol = window.enroll.skipped.topLevelItem(0)
+    assert carol.text(0) == "Carol" and "1 photo added for Carol; 1 left out" in carol.text(1)
+    assert carol.child(0).text(0).endswith("couple.jpg") and "faces" in carol.child(0).text(1)
 
     page = window.people
     window.show_page(2)
@@ -355,15 +364,30 @@ def test_settings_survive_a_restart(qtbot, open_window, tmp_path):
     settings_file = tmp_path / "restart.ini"
     window = open_window(settings_file)
     page = window.settings_page
+    # one scale, in people's words: how many strangers may be named
+    assert [page.level.itemText(i) for i in range(page.level.count())] == [
+        "About 1 in 1,000 strangers (strict)", "About 1 in 100 strangers (balanced)",
+        "About 1 in 20 strangers (lenient)", "Another rate…"]
     page.level.setCurrentIndex(page.level.findData("strict"))
     strict = window.state.rule()
-    assert strict.fpir == 0.001 and "0.1% of strangers" in page.threshold_note.text()
-    assert f"Score {strict.threshold:.3f} in effect" in page.threshold_note.text()
+    assert strict.fpir == 0.001 and "about 1 in 1,000 strangers" in page.threshold_note.text()
+    assert "goes unnamed" in page.threshold_note.text()
+    assert not page.custom.isVisibleTo(page)
+    assert not page.threshold_details.isVisibleTo(page)  # the figures: on request
+    page.show_details.setChecked(True)
+    assert f"{strict.threshold:.3f}" in page.threshold_details.text()
+    page.show_details.setChecked(False)
     page.level.setCurrentIndex(page.level.findData("custom"))
-    page.custom.setValue(0.9)
+    assert page.custom.isVisibleTo(page)
+    page.custom.setValue(300)
     custom = window.state.rule()
-    assert custom.threshold == pytest.approx(0.9) and custom.runner_up_weight == 0
-    assert f"about {custom.fpir:.1%} of strangers" in page.threshold_note.text()
+    # a custom rate sits on the same scale: between strict and balanced, never a trap
+    assert custom.fpir == pytest.approx(1 / 300)
+    assert strict.threshold > custom.threshold
+    assert "about 1 in 300 strangers" in page.threshold_note.text()
+    page.custom.setValue(50)
+    assert window.state.rule().threshold < custom.threshold  # more strangers: a lower bar
+    page.custom.setValue(300)
     page.level.setCurrentIndex(page.level.findData("strict"))
     assert window.state.rule().threshold == pytest.approx(strict.threshold)
     page.min_face.setValue(64)
@@ -375,7 +399,7 @@ def test_settings_survive_a_restart(qtbot, open_window, tmp_path):
     again = open_window(settings_file)
     page = again.settings_page
     assert page.level.currentData() == "strict"
-    assert page.custom.value() == pytest.approx(0.9)
+    assert page.custom.value() == 300
     assert page.min_face.value() == 64
     assert not page.keep_thumbnails.isChecked()
     assert again.state.rule().threshold == pytest.approx(strict.threshold)
@@ -397,7 +421,7 @@ def test_camera_defaults_reach_the_live_page_and_the_capture(qtbot, open_window,
     # what the pages would open (the sources are made, never opened: no camera here)
     made = []
     for video in (window.live.video, window.enroll.video):
-        monkeypatch.setattr(video, "start", lambda make, analyser: made.append(make()))
+        monkeypatch.setattr(video, "start", lambda make, analyser, **k: made.append(make()))
     window.live.start()
     window.enroll.start_capture("Dana")
     assert [(type(s), s.index, s.requested[:2]) for s in made] == \
@@ -444,11 +468,15 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
     page, state, gallery = window.settings_page, window.state, window.state.gallery
     texts = [page.model.itemText(i) for i in range(page.model.count())]
-    assert "dlib-copy (int8) · LFW accuracy 98.97%" in texts
-    marked = [t for t in texts if t.endswith(" · default")]
-    assert len(marked) == 1 and marked[0].startswith(f"{DEFAULT_EMBEDDER} (int8) · LFW")
+    # models by what they are for; the figures in the tooltip
+    assert "dlib-copy" in texts  # a pack someone added: its own name
+    assert texts[page.model.currentIndex()] == "Standard – recommended: accurate and quick"
+    assert "Accurate – the reference model, about half as fast" in texts
+    tips = [page.model.itemData(i, Qt.ItemDataRole.ToolTipRole)
+            for i in range(page.model.count())]
+    assert any("LFW pair accuracy 98.97%" in tip for tip in tips)
     # the student names almost nobody: shipped for experiments, not offered (issue 20)
-    assert not any(text.startswith("mobilefacenet-64-v1") for text in texts)
+    assert not any(text.startswith("Experimental") for text in texts)
     assert page.model.currentData()[0] == DEFAULT_EMBEDDER
     copy = next(i for i in range(page.model.count())
                 if tuple(page.model.itemData(i)) == ("dlib-copy", "int8"))
@@ -467,7 +495,7 @@ def test_switching_the_model_pack_reembeds_and_recognises_with_it(
     assert state.pipeline.embedder.model_id == "dlib-copy:int8"
     assert gallery.faces_missing_embeddings("dlib-copy:int8") == []
     assert gallery.models()["dlib-copy:int8"] == len(ALICE) + len(BOB)
-    assert "Now recognising with dlib-copy:int8" in page.bulk_label.text()
+    assert "Now recognising with the dlib-copy model" in page.bulk_label.text()
     seen = run_live(qtbot, window, str(link_folder(tmp_path / "later", photos, ALICE_LATER)))
     assert [o.label for overlays in seen for o in overlays] == ["Alice"] * len(ALICE_LATER)
     assert AppSettings(settings_file).embedder_pack == "dlib-copy"
@@ -543,7 +571,7 @@ def test_this_was_not_flags_the_matching_sample_and_people_can_unflag_it(
     assert [f.id for f in gallery.faces(alice) if f.flagged] == [wrong]
     unknown = run_live(qtbot, window, str(carol))[-1]
     assert [o.label for o in unknown] == ["Unknown"]
-    assert unknown[0].hint.startswith("below threshold: nearest Alice 0.")  # and why
+    assert unknown[0].hint == "not close enough to anyone (nearest: Alice)"  # and why
     later = link_folder(tmp_path / "later", photos, ALICE_LATER)
     assert {o.label for o in run_live(qtbot, window, str(later))[-1]} == {"Alice"}
 
@@ -649,7 +677,9 @@ def test_damaged_gallery_at_startup_opens_the_window_with_a_message(qtbot, tmp_p
     assert not window.state.is_ready
     assert not window.live.start_button.isEnabled()
     assert junk.read_bytes() == original  # left as it was
-    # choosing another gallery in Settings makes everything usable
+    # choosing another gallery in Settings makes everything usable (once the search
+    # for cameras, started when the Live page showed, is done)
+    wait_idle(qtbot)
     window.settings_page.choose_gallery(str(tmp_path / "good.db"))
     qtbot.waitUntil(lambda: window.state.is_ready, timeout=WAIT)
     assert window.live.start_button.isEnabled()
@@ -950,7 +980,7 @@ def test_a_shared_gallery_on_a_server_from_settings(qtbot, open_window, photos, 
                                                     tmp_path, monkeypatch):
     """Settings > Shared gallery on a server: the window uses the server's gallery,
     its events carry this station's name, and the Events page filters by station."""
-    from faceapp.core.gallery import Gallery
+    from faceapp.core.gallery import connect
 
     name = pg_server.create_database(f"ui_{os.urandom(4).hex()}")
     try:
@@ -960,7 +990,7 @@ def test_a_shared_gallery_on_a_server_from_settings(qtbot, open_window, photos, 
         pgpass.chmod(0o600)
         monkeypatch.setenv("PGPASSFILE", str(pgpass))
         url = f"postgresql://{pg_server.admin_user}@127.0.0.1:{pg_server.port}/{name}"
-        with Gallery(url, station="front-door") as other:  # another station's event
+        with connect(url, station="front-door") as other:  # another station's event
             other.add_event(None, 0.2, "door camera")
         window = open_window()
         page = window.settings_page
@@ -973,7 +1003,7 @@ def test_a_shared_gallery_on_a_server_from_settings(qtbot, open_window, photos, 
         assert window.state.gallery_path == url and window.state.gallery.remote
         assert page.gallery_path.text() == url
         enroll_photos(qtbot, window, "Bob", photo_paths(photos, BOB))
-        with Gallery(url) as seen_elsewhere:
+        with connect(url) as seen_elsewhere:
             assert [(p.name, p.face_count) for p in seen_elsewhere.people()] == [("Bob", 2)]
         window.state.gallery.add_event(None, 0.3, "desk camera")
         window.go_to(window.events)
@@ -990,3 +1020,238 @@ def test_a_shared_gallery_on_a_server_from_settings(qtbot, open_window, photos, 
             window.close()  # the app lets go of the server's database first
             wait_idle(qtbot)
         pg_server.drop_database(name)
+
+
+# -- what a person who is not an engineer meets ------------------------------------------------
+
+def test_lowering_unknown_face_retention_asks_with_the_number_deleted(
+        qtbot, open_window, shared_data, tmp_path, monkeypatch):
+    window = open_window()
+    lfw = shared_data / "lfw" / "images"
+    folder = tmp_path / "door"
+    folder.mkdir()
+    for photo in sorted((lfw / "Bob_Hope").iterdir())[:3]:
+        (folder / photo.name).symlink_to(photo)
+    run_live(qtbot, window, str(folder))
+    unknowns = window.state.unknowns()
+    kept = unknowns.count()
+    assert kept >= 3
+    page = window.settings_page
+    window.go_to(page)
+    asked = []
+    monkeypatch.setattr(dialogs, "confirm",
+                        lambda parent, title, text, *a: asked.append(text) or False)
+    page.retention.setValue(0)
+    page.retention.editingFinished.emit()
+    wait_idle(qtbot)
+    assert asked and asked[0].startswith(f"{kept} unknown faces will be deleted now")
+    assert unknowns.count() == kept and page.retention.value() == 30  # declined: kept
+    monkeypatch.setattr(dialogs, "confirm", lambda *a: True)
+    page.retention.setValue(0)
+    page.retention.editingFinished.emit()
+    wait_idle(qtbot)
+    assert unknowns.count() == 0
+    # a longer period deletes nothing: not asked
+    monkeypatch.setattr(dialogs, "confirm", lambda *a: pytest.fail("asked"))
+    page.retention.setValue(60)
+    page.retention.editingFinished.emit()
+    wait_idle(qtbot)
+
+
+def test_this_was_not_on_a_last_sample_warns_that_they_will_not_be_recognised(
+        qtbot, open_window, photos, tmp_path, monkeypatch):
+    window = open_window()
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE[:1]))
+    run_live(qtbot, window, str(link_folder(tmp_path / "later", photos, ALICE_LATER[:1])))
+    page = window.events
+    window.go_to(page)
+    qtbot.waitUntil(lambda: page.loaded and len(page.rows) == 1, timeout=WAIT)
+    page.table.selectRow(0)
+    asked = []
+    monkeypatch.setattr(dialogs, "confirm",
+                        lambda parent, title, text, action: asked.append((text, action))
+                        or False)
+    page.not_this_person()
+    wait_idle(qtbot)
+    assert len(asked) == 1 and "last usable sample" in asked[0][0]
+    assert "no longer recognised" in asked[0][0] and asked[0][1] == "Stop recognising Alice"
+    gallery = window.state.gallery
+    assert not any(f.flagged for f in gallery.faces(gallery.find_person("Alice").id))
+
+
+def test_a_long_name_on_this_was_not_is_elided_not_clipped(qtbot, open_window, photos,
+                                                           tmp_path):
+    window = open_window()
+    name = "Alexandrina Wilhelmina Bartholomew-Featherstonehaugh"
+    enroll_photos(qtbot, window, name, photo_paths(photos, ALICE[:2]))
+    run_live(qtbot, window, str(link_folder(tmp_path / "later", photos, ALICE_LATER[:1])))
+    page = window.events
+    window.go_to(page)
+    qtbot.waitUntil(lambda: page.loaded and len(page.rows) == 1, timeout=WAIT)
+    page.table.selectRow(0)
+    button = page.not_button
+    qtbot.wait(50)  # laid out again
+    assert button.text().startswith("This was not Alex") and name not in button.text()
+    assert name in button.toolTip() and button.width() >= button.sizeHint().width()
+    assert page.table.isColumnHidden(6) and page.table.isColumnHidden(5)  # score, station
+    page.details.setChecked(True)
+    assert not page.table.isColumnHidden(6)
+
+
+def test_a_video_file_pauses_seeks_and_goes_on_where_it_stopped(qtbot, open_window, photos,
+                                                                 tmp_path):
+    window = open_window()
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE[:2]))
+    video = write_video(tmp_path / "hall.avi", photos, ALICE_LATER * 10 + [STRANGER] * 10,
+                        frames_each=5)  # 15 s at 10 frames a second
+    page = window.live
+    window.show_page(0)
+    shown = []
+    page.video.frame_ready.connect(lambda frame: shown.append(frame.position))
+    page.set_source(str(video))
+    page.start()
+    qtbot.waitUntil(lambda: len(shown) >= 3, timeout=WAIT)
+    assert page.playing_video and page.seek_row.isVisible()
+    assert page.position.maximum() == 15_000
+    # Space pauses a video file (it does not stop it)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert page.is_running and page.paused and page.pause_button.text() == "Play"
+    qtbot.wait(300)
+    held = len(shown)
+    qtbot.wait(500)
+    assert len(shown) == held  # nothing new while paused
+    # seek while paused: that moment's frame is shown
+    page.seek(12.0)
+    qtbot.waitUntil(lambda: len(shown) > held, timeout=WAIT)
+    assert shown[-1] == pytest.approx(12.0, abs=0.15)
+    assert page.time_label.text() == "0:12 / 0:15"
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not page.paused
+    qtbot.waitUntil(lambda: shown[-1] > 12.3, timeout=WAIT)
+    # Stop, then Start: on from where it stopped, not from 0:00
+    page.stop()
+    stopped_at = page.current_frame.position
+    wait_idle(qtbot)
+    shown.clear()
+    page.start()
+    qtbot.waitUntil(lambda: bool(shown), timeout=WAIT)
+    assert shown[0] == pytest.approx(stopped_at, abs=0.2) and shown[0] > 12.0
+    page.stop()
+    wait_idle(qtbot)
+
+
+def test_the_frame_stays_while_a_faces_menu_is_open(qtbot, open_window, photos, tmp_path,
+                                                    monkeypatch):
+    window = open_window()
+    video = write_video(tmp_path / "hall.avi", photos, ALICE_LATER * 20, frames_each=5)
+    page = window.live
+    window.show_page(0)
+    shown = []
+    page.video.frame_ready.connect(lambda frame: shown.append(frame.index))
+    page.set_source(str(video))
+    page.start()
+    qtbot.waitUntil(lambda: bool(page.current_frame and page.current_frame.overlays),
+                    timeout=WAIT)
+    frame = page.current_frame
+    during = []
+
+    def menu_open(menu, position):  # the menu is up for a second
+        qtbot.wait(1000)
+        during.append((page.current_frame is frame, len(shown)))
+        return None
+
+    monkeypatch.setattr(dialogs, "popup", menu_open)
+    before = len(shown)
+    page._face_clicked(frame.overlays[0], window.mapToGlobal(window.rect().center()))
+    assert during == [(True, during[0][1])] and during[0][1] <= before + 1
+    assert not page.paused  # it plays on once the menu is closed
+    qtbot.waitUntil(lambda: len(shown) > during[0][1] + 2, timeout=WAIT)
+    page.stop()
+    wait_idle(qtbot)
+
+
+def test_unknown_people_fold_faces_seen_once_and_ignore_can_be_undone(
+        qtbot, open_window, shared_data, tmp_path):
+    window = open_window()
+    lfw = shared_data / "lfw" / "images"
+    folder = tmp_path / "door"
+    folder.mkdir()
+    for name, count in (("Bob_Hope", 4), ("Ann_Veneman", 1), ("Serena_Williams", 1)):
+        for photo in sorted((lfw / name).iterdir())[:count]:
+            (folder / photo.name).symlink_to(photo)
+    run_live(qtbot, window, str(folder))
+    page = window.unknowns
+    window.go_to(page)
+    page.refresh()
+    wait_idle(qtbot)
+    once = [c.cluster.id for c in page.cards.values() if c.cluster.size == 1]
+    groups = [c.cluster.id for c in page.cards.values() if c.cluster.size > 1]
+    assert len(once) >= 2 and groups
+    assert set(page.listed_ids()) == set(groups)  # one-face groups are folded
+    assert "seen only once" in page.count_label.text()
+    fold = next(page.clusters.item(r) for r in range(page.clusters.count())
+                if page.clusters.item(r).data(Qt.ItemDataRole.UserRole + 1) == -1)
+    assert fold.text() == f"Seen once: {len(once)} faces"
+    page.clusters.itemClicked.emit(fold)
+    assert set(page.listed_ids()) == set(groups) | set(once)
+    # short places: the file name, the whole path on hover
+    page.select_cluster(groups[0])
+    assert "/" not in page.where.text() and str(folder) in page.where.toolTip()
+    # Ignore says so and can be undone
+    page.ignore_selected()
+    wait_idle(qtbot)
+    assert groups[0] not in page.cards and page.undo_bar.isVisible()
+    assert "no longer listed" in page.undo_label.text()
+    page.undo_button.click()
+    wait_idle(qtbot)
+    assert groups[0] in page.cards and not page.undo_bar.isVisible()
+
+
+def test_the_import_report_says_what_each_person_folder_gave(qtbot, open_window, photos,
+                                                             tmp_path):
+    window = open_window()
+    root = tmp_path / "people"
+    link_folder(root / "Alice", photos, ALICE[:2])
+    broken = root / "Broken_Person"
+    broken.mkdir()
+    (broken / "notes.jpg").write_text("not a photo")
+    (root / "Empty_Folder").mkdir()
+    import_people(qtbot, window, root)
+    tree = window.enroll.skipped
+    rows = {tree.topLevelItem(i).text(0): tree.topLevelItem(i)
+            for i in range(tree.topLevelItemCount())}
+    assert set(rows) == {"Broken_Person", "Empty_Folder"}  # Alice's gave her: not listed
+    assert rows["Broken_Person"].text(1).startswith("nobody added from this folder")
+    assert rows["Broken_Person"].child(0).text(0) == "notes.jpg"
+    assert rows["Broken_Person"].child(0).toolTip(0) == str(broken / "notes.jpg")
+    assert rows["Empty_Folder"].text(1) == ("nobody added from this folder: no photos in "
+                                            "this folder")
+    # whole reasons: the rows are as tall as their wrapped text
+    reason = rows["Broken_Person"].child(0)
+    delegate = tree.itemDelegate()
+    assert delegate is not None and tree.visualItemRect(reason).height() >= 14
+
+
+def test_quit_after_counts_this_runs_events_only(qtbot, open_window, photos, tmp_path):
+    from datetime import datetime
+
+    from faceapp.ui.app import run_events
+
+    window = open_window()
+    enroll_photos(qtbot, window, "Alice", photo_paths(photos, ALICE[:2]))
+    later = link_folder(tmp_path / "later", photos, ALICE_LATER)
+    run_live(qtbot, window, str(later))
+    before = window.state.gallery.event_count()
+    assert before >= 2
+    qtbot.wait(1100)  # events are kept to the second
+    started = datetime.now().replace(microsecond=0)
+    run_live(qtbot, window, str(later))
+    assert run_events(window, started) == window.state.gallery.event_count() - before
+
+
+def test_help_menu_and_shortcuts(open_window):
+    window = open_window()
+    texts = [a.text() for a in window.help_menu.actions() if a.text()]
+    assert texts == ["Getting started", "Keyboard shortcuts", "About faceapp"]
+    about = window.about_text()
+    assert "CC0-1.0" in about and "MIT" in about and "faceapp 0.1.0" in about

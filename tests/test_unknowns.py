@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from faceapp.core.clustering import FaceClusters, pairwise_scores
-from faceapp.core.gallery import Gallery, utc_now
-from faceapp.core.unknowns import UnknownFace, UnknownFaces, purge_expired, retention_days
+from faceapp.core.gallery import connect, purge_expired, retention_days, utc_now
+from faceapp.core.unknowns import UnknownFace, UnknownFaces
 
 ENROLLED = ["Al_Gore", "Ali_Naimi"]
 UNKNOWN = ["Bill_Frist", "Bob_Hope", "Ann_Veneman", "Catherine_Zeta-Jones"]
@@ -248,7 +248,7 @@ def test_split_and_remove_change_only_what_was_asked(new_location):
     rng = np.random.default_rng(3)
     person = _unit(rng.normal(size=128))
     faces = [_face(rng, _unit(person + 0.02 * rng.normal(size=128))) for _ in range(6)]
-    with Gallery(new_location()) as g:  # a file, and a gallery server
+    with connect(new_location()) as g:  # a file, and a gallery server
         store = UnknownFaces(g, "m:int8", 128, 0.9)
         kept = store.add(faces)
         assert len({c for _f, c in kept}) == 1
@@ -274,7 +274,7 @@ def test_unknown_faces_past_retention_leave_the_file_and_its_wal(tmp_path):
     old = [_face(rng, _unit(rng.normal(size=128)), seen=utc_now() - timedelta(days=31))
            for _ in range(3)]
     new = _face(rng, _unit(rng.normal(size=128)))
-    with Gallery(db) as g:
+    with connect(db) as g:
         assert retention_days(g) == 30
         UnknownFaces(g, "m:int8", 128, 0.9).add(old + [new])
     from faceapp.core.unknowns import _encode_jpeg
@@ -289,7 +289,7 @@ def test_unknown_faces_past_retention_leave_the_file_and_its_wal(tmp_path):
     raw = db.read_bytes() + (Path(f"{db}-wal").read_bytes() if Path(f"{db}-wal").exists()
                              else b"")
     assert not any(s in raw for s in secrets)
-    with Gallery(db) as g:
+    with connect(db) as g:
         assert UnknownFaces(g, "m:int8", 128, 0.9).count() == 1
 
 
@@ -299,7 +299,7 @@ def test_a_retention_of_zero_keeps_no_unknown_face(tmp_path, lfw):
     folder = tmp_path / "seen"
     link(photos_of_person(lfw, "Bob_Hope")[:2], folder)
     faceapp(db, "identify", folder)
-    with Gallery(db) as g:
+    with connect(db) as g:
         assert retention_days(g) == 0
         assert g._conn.execute("SELECT count(*) FROM unknown_faces").fetchone()[0] == 0
         assert purge_expired(g) == 0

@@ -21,7 +21,9 @@ def cmd_convert_teacher(args) -> int:
     from .convert_teacher import convert_teacher
 
     path = convert_teacher(Path(args.out) if args.out else None,
-                           calibration_faces=args.calibration_faces, method=args.calibration)
+                           calibration_faces=args.calibration_faces, method=args.calibration,
+                           recalibrate=args.recalibrate,
+                           template_flip=True if args.flip_templates else None)
     print(f"wrote embedder pack {path}")
     return 0
 
@@ -29,12 +31,12 @@ def cmd_convert_teacher(args) -> int:
 def cmd_evaluate(args) -> int:
     from faceapp.core.models import ModelPack
 
-    from .evaluate import evaluate_lfw, summary_line
+    from .evaluate import evaluate_lfw, lfw_manifest_entries, summary_line
     from .packs import update_manifest
 
     pack = ModelPack.load(args.model)
     if args.benchmark == "lfw-low":
-        from .evaluate import degraded_summary, evaluate_degraded
+        from .evaluate import LFW_LOW_KEPT, degraded_summary, evaluate_degraded
 
         variants = list(pack.manifest["files"]) if args.variant == "all" else [
             args.variant or pack.manifest.get("default_variant", "int8")]
@@ -44,9 +46,7 @@ def cmd_evaluate(args) -> int:
                                        flip=args.flip, threads=args.threads)
             print(degraded_summary(report))
             key = variant + ("+flip" if args.flip else "")
-            evaluation.setdefault("lfw_low", {})[key] = {
-                k: report[k] for k in ("high_high", "low_high", "low_low",
-                                       "low_images_without_detection")}
+            evaluation.setdefault("lfw_low", {})[key] = {k: report[k] for k in LFW_LOW_KEPT}
         if args.update_manifest:
             update_manifest(pack.path, evaluation=evaluation)
         return 0
@@ -64,17 +64,8 @@ def cmd_evaluate(args) -> int:
             f"FAR {p['far']:g}: cos>={p['cosine']:.3f} TAR {p['tar']:.4f}"
             for p in report["operating_points"]["points"]))
         key = variant + ("+flip" if args.flip else "")
-        evaluation.setdefault("lfw", {})[key] = {
-            k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()
-            if k in ("accuracy_mean", "accuracy_std", "roc_auc", "tar_at_far_0.001",
-                     "tar_at_far_0.0001", "images", "images_without_detection",
-                     "no_detection_policy", "dataset_note")}
-        operating_points[key] = {
-            "measured_on": (f"LFW, all pairs among the {report['images']} images of pairs.txt: "
-                            f"{report['operating_points']['genuine_pairs']} genuine, "
-                            f"{report['operating_points']['impostor_pairs']} impostor"),
-            "points": report["operating_points"]["points"],
-        }
+        evaluation.setdefault("lfw", {})[key], operating_points[key] = \
+            lfw_manifest_entries(report)
     if args.update_manifest:
         update_manifest(pack.path, evaluation=evaluation, operating_points=operating_points)
         print(f"updated {pack.path / 'manifest.json'}")
@@ -87,8 +78,7 @@ def _evaluate_identification(pack, args) -> int:
     from faceapp.core.embed import setting_key
     from faceapp.core.operating import Calibration
 
-    from .evaluate import lfw_all_embeddings
-    from .identification import Lfw1N, calibrate, evaluate, plot
+    from .identification import calibrate, evaluate, lfw_1n, plot
     from .packs import update_manifest
 
     variants = [v for v in pack.manifest["files"] if pack.has_file(v)] \
@@ -109,10 +99,7 @@ def _evaluate_identification(pack, args) -> int:
     for variant in variants:
         for flip, template_flip in settings:
             key = setting_key(variant, flip, template_flip)
-            images, embeddings, _ = lfw_all_embeddings(pack, variant, flip, args.threads)
-            templates = lfw_all_embeddings(pack, variant, True, args.threads)[1] \
-                if template_flip and not flip else None
-            lfw = Lfw1N(embeddings, images, templates)
+            lfw = lfw_1n(pack, variant, flip, template_flip, args.threads)
             print(f"{pack.name} {key}: calibrating on LFW 1:N (research data)")
             spec = calibrate(lfw)
             identification[key] = spec
@@ -146,7 +133,7 @@ def _evaluate_identification(pack, args) -> int:
 
 
 def _student_config(args):
-    from .distill import DistillConfig
+    from .distill_config import DistillConfig
 
     config = DistillConfig()
     if args.config:
@@ -213,6 +200,12 @@ def cmd_keep_run(args) -> int:
     return 0
 
 
+def cmd_refresh(args) -> int:
+    from .refresh import main_refresh
+
+    return main_refresh(args)
+
+
 def cmd_clustering(args) -> int:
     from .clustering import main_clustering
 
@@ -232,7 +225,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-faces", type=int, default=512)
     p.add_argument("--calibration", choices=["minmax", "entropy", "percentile"],
                    default="minmax")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="choose the calibration faces and measure their ranges again here, "
+                        "and record them (trainer/calibration/dlib-resnet-v1.json)")
+    p.add_argument("--flip-templates", action="store_true",
+                   help="the app fuses gallery templates with their mirror (the manifest's "
+                        "template_flip_fusion, as students have it)")
     p.set_defaults(func=cmd_convert_teacher)
+
+    p = sub.add_parser(
+        "refresh", help="rebuild a shipped pack from its sources in one command: convert "
+                        "or export, int8 with the recorded calibration, measure, write "
+                        "(resumable; byte-identical when nothing changed)")
+    p.add_argument("pack", help="mtcnn-v1, dlib-resnet-v1, or a student pack whose run is "
+                                "kept in trainer/generations/")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure every figure of the manifest again, even when the files "
+                        "are byte-identical to the pack's")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="choose the int8 calibration faces and measure their ranges again "
+                        "on this machine, and record them in trainer/calibration/")
+    p.add_argument("--out-root", help="where the pack folder is (default assets/models)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reports", default=str(REPORTS), help="where measurement reports go")
+    p.set_defaults(func=cmd_refresh)
 
     p = sub.add_parser("evaluate", help="measure an embedder pack on a benchmark")
     p.add_argument("--model", required=True, help="pack name or folder")

@@ -188,7 +188,7 @@ def lfw_crops(template: str, degraded: bool = False) -> tuple[np.ndarray, "objec
     from faceapp.core.detect import MTCNNDetector
 
     from .degrade import degraded_lfw
-    from .evaluate import LFW_MIN_FACE, detect_landmarks, read_pairs
+    from .lfw import LFW_MIN_FACE, detect_landmarks, read_pairs
 
     lfw = shared_data_root() / "lfw"
     pairs = read_pairs(lfw / "pairs.txt")

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceapp.core.detect import MTCNNDetector
 from faceapp.core.embed import Preprocessing
 
 from . import upstream
-from .data import aligned_train_faces
+from .calibration import settle_ranges, teacher_record
 from .export import (export_onnx, input_convolutions, quantize_int8, quantized_graph_report,
                      run_onnx)
 from .packs import keep_measured_figures, register_file, repo_packs_dir, write_manifest
@@ -25,7 +24,7 @@ from .teachers.dlib_resnet import load_dlib_resnet
 
 PACK_NAME = "dlib-resnet-v1"
 TEMPLATE = "dlib150"
-CALIBRATION_FACES = 512
+CALIBRATION_FACES = 512  # seeded sample of training faces (trainer/data.py)
 
 
 def teacher_manifest(module) -> dict:
@@ -56,20 +55,37 @@ def teacher_manifest(module) -> dict:
 
 
 def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBRATION_FACES,
-                    method: str = "minmax") -> Path:
+                    method: str = "minmax", recalibrate: bool = False,
+                    keep_figures: bool = True, template_flip: bool | None = None) -> Path:
+    """Write the teacher pack (fp32 + int8 ONNX, manifest) into out_dir.
+
+    The int8 file is quantized with the calibration recorded in
+    trainer/calibration/dlib-resnet-v1.json (trainer/calibration.py), so it is the
+    same bytes on every machine; `recalibrate` chooses the faces and measures the
+    ranges again, here, and records them. keep_figures: a rebuild with byte-identical
+    files keeps the figures measured on them (trainer/refresh.py decides itself).
+    template_flip: the manifest's template_flip_fusion (None: not written; True: the
+    students' mode, searches in one pass, so flip_fusion off).
+    """
     out_dir = out_dir or repo_packs_dir() / PACK_NAME
     out_dir.mkdir(parents=True, exist_ok=True)
     module = load_dlib_resnet()
     manifest = teacher_manifest(module)
+    if template_flip is not None:
+        # the students' mode: the gallery's templates fused with their mirror once, at
+        # enrolment, and every search in one pass (flip_fusion fuses both)
+        manifest["template_flip_fusion"] = bool(template_flip)
+        if template_flip:
+            manifest["flip_fusion"] = False
     preprocessing = Preprocessing.from_manifest(manifest["input"])
 
     fp32_name, int8_name = f"{PACK_NAME}.fp32.onnx", f"{PACK_NAME}.int8.onnx"
     export_onnx(module, out_dir / fp32_name, (150, 150))
 
-    print(f"aligning {calibration_faces} training faces for calibration ...", file=sys.stderr)
-    detector = MTCNNDetector.from_pack("mtcnn-v1", min_face=20)
-    crops = aligned_train_faces(detector, TEMPLATE, calibration_faces, seed=0)
-    batch = preprocessing.to_tensor(crops)
+    record = teacher_record(PACK_NAME, TEMPLATE, calibration_faces, method,
+                            recalibrate=recalibrate)
+    print(f"aligning the {len(record.faces)} calibration faces ...", file=sys.stderr)
+    batch = preprocessing.to_tensor(record.crops())
 
     with torch.no_grad():
         expected = module(torch.from_numpy(batch)).numpy()
@@ -83,8 +99,9 @@ def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBR
     # 0.9995 to 0.989 on held-out training faces; it is ~9% of the multiply-adds.
     keep_fp32 = input_convolutions(out_dir / fp32_name)
     started = time.perf_counter()
-    quantize_int8(out_dir / fp32_name, out_dir / int8_name, batch, method=method,
-                  keep_fp32=keep_fp32)
+    ranges = settle_ranges(record, out_dir / fp32_name, batch, keep_fp32)
+    quantize_int8(out_dir / fp32_name, out_dir / int8_name, None, method=method,
+                  keep_fp32=keep_fp32, ranges=ranges)
     print(f"quantized in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     report = quantized_graph_report(out_dir / int8_name, keep_fp32)
     if report["fp32_islands"]:
@@ -105,6 +122,7 @@ def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBR
         "quantized_compute_nodes": report["quantized_compute_nodes"],
         "fp32_by_design": report["fp32_by_design"],
     }
-    keep_measured_figures(out_dir, manifest)
+    if keep_figures:
+        keep_measured_figures(out_dir, manifest)
     write_manifest(out_dir, manifest)
     return out_dir

@@ -50,19 +50,18 @@ def pick_face(faces, image_shape):
     return min(faces, key=distance)
 
 
-def aligned_train_faces(detector, template: str, count: int, seed: int = 0) -> np.ndarray:
-    """`count` aligned crops (N x H x W x 3 uint8 RGB) from a seeded sample of the
+def sample_train_faces(detector, count: int, seed: int = 0) -> list[tuple[Path, np.ndarray]]:
+    """`count` faces (image path, 5 x 2 float32 landmarks) from a seeded sample of the
     training subsets, drawn evenly from each. Images without a detection are skipped."""
     rng = random.Random(seed)
     per_subset = {s: train_images((s,)) for s in TRAIN_SUBSETS}
     for paths in per_subset.values():
         rng.shuffle(paths)
-    tpl = get_template(template)
-    crops = []
+    faces: list[tuple[Path, np.ndarray]] = []
     cursors = {s: 0 for s in TRAIN_SUBSETS}
-    while len(crops) < count and any(cursors[s] < len(p) for s, p in per_subset.items()):
+    while len(faces) < count and any(cursors[s] < len(p) for s, p in per_subset.items()):
         for subset, paths in per_subset.items():
-            if len(crops) >= count or cursors[subset] >= len(paths):
+            if len(faces) >= count or cursors[subset] >= len(paths):
                 continue
             path = paths[cursors[subset]]
             cursors[subset] += 1
@@ -72,5 +71,19 @@ def aligned_train_faces(detector, template: str, count: int, seed: int = 0) -> n
                 continue
             face = pick_face(detector.detect(image), image.shape)
             if face is not None:
-                crops.append(align_face(image, face.landmarks, tpl))
-    return np.stack(crops) if crops else np.zeros((0, tpl.size[1], tpl.size[0], 3), np.uint8)
+                faces.append((path, np.asarray(face.landmarks, np.float32)))
+    return faces
+
+
+def align_faces(faces, template: str) -> np.ndarray:
+    """N x H x W x 3 uint8 RGB crops of (image path, landmarks) pairs."""
+    tpl = get_template(template)
+    if not faces:
+        return np.zeros((0, tpl.size[1], tpl.size[0], 3), np.uint8)
+    return np.stack([align_face(load_image(path), landmarks, tpl) for path, landmarks in faces])
+
+
+def aligned_train_faces(detector, template: str, count: int, seed: int = 0) -> np.ndarray:
+    """`count` aligned crops (N x H x W x 3 uint8 RGB) from a seeded sample of the
+    training subsets, drawn evenly from each. Images without a detection are skipped."""
+    return align_faces(sample_train_faces(detector, count, seed), template)

@@ -53,7 +53,7 @@ def degraded_lfw(images: list[str], clean_landmarks: np.ndarray | None = None) -
     if clean_landmarks is None:
         from faceapp.core.detect import MTCNNDetector
 
-        from .evaluate import LFW_MIN_FACE, detect_landmarks
+        from .lfw import LFW_MIN_FACE, detect_landmarks
         detector = MTCNNDetector.from_pack("mtcnn-v1", min_face=LFW_MIN_FACE)
         clean_landmarks, _ = detect_landmarks(detector, shared_data_root() / "lfw" / "images",
                                               images)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,93 +25,21 @@ from faceapp.core.embed import Embedder
 from faceapp.core.imageio import load_image
 from faceapp.core.models import ModelPack
 
-from .data import pick_face, shared_data_root
+from .data import shared_data_root
+# Pairs, read_pairs and detect_landmarks live in trainer/lfw.py; imported here too
+# because callers of the evaluation use them with it
+from .lfw import (LFW_MIN_FACE, LFW_NOTE, Pairs, detect_landmarks,  # noqa: F401
+                  lfw_all_images, progress, read_pairs)
 from .upstream import cache_dir
 
-LFW_NOTE = ("Labeled Faces in the Wild (deep-funneled), research use only; "
-            "standard pairs.txt protocol")
 OPERATING_FARS = (1e-2, 1e-3, 1e-4, 1e-5)
-LFW_MIN_FACE = 20
-
-
-@dataclass
-class Pairs:
-    left: np.ndarray  # index into images
-    right: np.ndarray
-    same: np.ndarray  # bool
-    fold: np.ndarray  # 0..9
-    images: list[str]  # relative paths "Name/Name_0001.jpg"
-
-
-def read_pairs(path: Path) -> Pairs:
-    lines = path.read_text().split("\n")
-    n_folds, n_per = (int(v) for v in lines[0].split())
-    images: dict[str, int] = {}
-
-    def image_index(name: str, number: str) -> int:
-        rel = f"{name}/{name}_{int(number):04d}.jpg"
-        return images.setdefault(rel, len(images))
-
-    left, right, same, fold = [], [], [], []
-    rows = [line.split() for line in lines[1:] if line.strip()]
-    if len(rows) != n_folds * n_per * 2:
-        raise ValueError(f"{path}: expected {n_folds * n_per * 2} pairs, found {len(rows)}")
-    for i, row in enumerate(rows):
-        if len(row) == 3:
-            a, b, is_same = image_index(row[0], row[1]), image_index(row[0], row[2]), True
-        else:
-            a, b, is_same = image_index(row[0], row[1]), image_index(row[2], row[3]), False
-        left.append(a)
-        right.append(b)
-        same.append(is_same)
-        fold.append(i // (2 * n_per))
-    return Pairs(np.array(left), np.array(right), np.array(same), np.array(fold),
-                 list(images))
-
-
-def _progress(iterable, total: int, desc: str):
-    try:
-        from tqdm import tqdm
-        return tqdm(iterable, total=total, desc=desc, file=sys.stderr, mininterval=2.0)
-    except ImportError:  # pragma: no cover
-        return iterable
-
-
-def detect_landmarks(detector: MTCNNDetector, root: Path, images: list[str]):
-    """5-point landmarks of the central face of each image, cached per detector.
-
-    Returns (landmarks N x 5 x 2, found N bool); images without a detection get the
-    mean landmarks of the detected ones (LFW images are roughly centred).
-    """
-    digest = hashlib.sha256()
-    for key in sorted(detector.pack.manifest["files"]):
-        digest.update(detector.pack.manifest["files"][key]["sha256"].encode())
-    digest.update(f"{detector.min_face}:{detector.thresholds}".encode())
-    digest.update("\n".join(images).encode())
-    if root.resolve() != (shared_data_root() / "lfw" / "images").resolve():
-        digest.update(str(root.resolve()).encode())  # e.g. the degraded copies
-    cache = cache_dir() / f"lfw-landmarks-{digest.hexdigest()[:16]}.npz"
-    if cache.exists():
-        data = np.load(cache)
-        return data["landmarks"], data["found"]
-    landmarks = np.zeros((len(images), 5, 2), np.float32)
-    found = np.zeros(len(images), bool)
-    for i, rel in enumerate(_progress(images, len(images), "detecting")):
-        image = load_image(root / rel)
-        face = pick_face(detector.detect(image), image.shape)
-        if face is not None:
-            landmarks[i], found[i] = face.landmarks, True
-    if found.any():
-        landmarks[~found] = landmarks[found].mean(axis=0)
-    np.savez(cache, landmarks=landmarks, found=found)
-    return landmarks, found
 
 
 def embed_images(embedder: Embedder, root: Path, images: list[str],
                  landmarks: np.ndarray, batch: int = 64) -> np.ndarray:
     out = np.zeros((len(images), embedder.dim), np.float32)
     starts = range(0, len(images), batch)
-    for start in _progress(starts, len(starts), f"embedding ({embedder.model_id})"):
+    for start in progress(starts, len(starts), f"embedding ({embedder.model_id})"):
         crops = np.stack([align_face(load_image(root / rel), landmarks[start + j],
                                      embedder.template)
                           for j, rel in enumerate(images[start:start + batch])])
@@ -251,14 +177,6 @@ def evaluate_lfw(pack: ModelPack, variant: str, out_dir: Path, flip: bool = Fals
     return report
 
 
-def lfw_all_images() -> tuple[Path, list[str]]:
-    """Every LFW image, as "Name/Name_0001.jpg", sorted by person then file."""
-    root = shared_data_root() / "lfw" / "images"
-    images = [f"{d.name}/{f.name}" for d in sorted(root.iterdir()) if d.is_dir()
-              for f in sorted(d.iterdir())]
-    return root, images
-
-
 def lfw_all_embeddings(pack: ModelPack, variant: str, flip: bool = False,
                        threads: int = 2) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(images, embeddings, found) for all 13,233 LFW images through the app's own
@@ -275,6 +193,26 @@ def lfw_all_embeddings(pack: ModelPack, variant: str, flip: bool = False,
     embeddings = embed_images(embedder, root, images, landmarks)
     np.save(cache, embeddings)
     return images, embeddings, found
+
+
+def lfw_manifest_entries(report: dict) -> tuple[dict, dict]:
+    """What a pack's manifest keeps of an LFW report: (evaluation.lfw[key],
+    operating_points[key])."""
+    evaluation = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()
+                  if k in ("accuracy_mean", "accuracy_std", "roc_auc", "tar_at_far_0.001",
+                           "tar_at_far_0.0001", "images", "images_without_detection",
+                           "no_detection_policy", "dataset_note")}
+    points = report["operating_points"]
+    operating = {
+        "measured_on": (f"LFW, all pairs among the {report['images']} images of pairs.txt: "
+                        f"{points['genuine_pairs']} genuine, "
+                        f"{points['impostor_pairs']} impostor"),
+        "points": points["points"],
+    }
+    return evaluation, operating
+
+
+LFW_LOW_KEPT = ("high_high", "low_high", "low_low", "low_images_without_detection")
 
 
 def summary_line(report: dict) -> str:

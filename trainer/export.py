@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -71,9 +72,11 @@ def nodes_after_last_compute(onnx_path: Path) -> list[str]:
     return tail
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray | None,
                   method: str = "minmax", keep_fp32: list[str] | None = None,
-                  seven_bit_weights: bool = False) -> Path:
+                  seven_bit_weights: bool = False,
+                  ranges: dict[str, tuple[float, float]] | None = None,
+                  measured: dict[str, tuple[float, float]] | None = None) -> Path:
     """Static int8 quantization: QDQ, per-channel int8 weights, uint8 activations.
 
     calibration: N x 3 x H x W float32, already preprocessed as the network expects.
@@ -83,6 +86,11 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
     overflow for large weights; for the LeakyReLU student that overflow was a third
     of its int8 error (mean 1 - cos to fp32 0.0102, 0.0080 of it from rounding
     alone; 7-bit weights: 0.0082), at no cost in speed.
+    ranges: the activation ranges to quantize with (tensor -> (lowest, highest)),
+    instead of measuring them on `calibration` (which may then be None). Given the
+    same fp32 file and ranges, the int8 file is the same bytes on every machine; the
+    measurement itself is not (trainer/calibration.py says why).
+    measured: a dict filled with the ranges the calibration measured (or was given).
     """
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -90,10 +98,15 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    with tempfile.TemporaryDirectory() as tmp:
+    if calibration is None and ranges is None:
+        raise ValueError("quantize_int8 needs calibration faces or their measured ranges")
+    with tempfile.TemporaryDirectory() as tmp, \
+            _calibration_ranges(methods[method], ranges, measured):
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         input_name = onnx.load(str(prepared)).graph.input[0].name
+        if calibration is None:
+            calibration = np.zeros((0, 1), np.float32)  # never read: the ranges are given
         quantize_static(
             str(prepared), str(int8_path), _BatchReader(input_name, calibration),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=seven_bit_weights,
@@ -102,6 +115,82 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
             extra_options={"CalibTensorRangeSymmetric": False},
         )
     return int8_path
+
+
+def _one_float(value) -> float:
+    array = np.asarray(value, np.float32)
+    if array.size != 1:
+        raise ValueError(f"a per-tensor range was expected, got shape {array.shape}")
+    return float(array.reshape(()))
+
+
+def measure_ranges(fp32_path: Path, calibration: np.ndarray, method: str = "minmax",
+                   keep_fp32: list[str] | None = None,
+                   seven_bit_weights: bool = False) -> dict[str, tuple[float, float]]:
+    """The activation ranges onnxruntime's calibration measures on these inputs, on
+    this machine (tensor -> (lowest, highest))."""
+    measured: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        quantize_int8(fp32_path, Path(tmp) / "measure.int8.onnx", calibration, method,
+                      keep_fp32, seven_bit_weights, measured=measured)
+    return measured
+
+
+class _GivenRanges:
+    """Stands in for onnxruntime's calibrator: returns ranges measured before."""
+
+    def __init__(self, method, ranges: dict[str, tuple[float, float]]):
+        self.method, self.ranges = method, ranges
+
+    def collect_data(self, reader) -> None:
+        pass
+
+    def compute_data(self):
+        from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+        return TensorsData(self.method, {
+            name: TensorData(lowest=np.array([low], np.float32),
+                             highest=np.array([high], np.float32))
+            for name, (low, high) in self.ranges.items()})
+
+
+@contextlib.contextmanager
+def _calibration_ranges(method, ranges, measured):
+    """Inside quantize_static: use `ranges` instead of calibrating, and/or copy the
+    ranges it quantizes with into `measured` (name -> (lowest, highest) floats).
+
+    onnxruntime's quantize_static takes no ranges (only, in recent releases, a cache
+    file of its own format), so its calibrator factory is wrapped for the call."""
+    if ranges is None and measured is None:
+        yield
+        return
+    import importlib
+
+    # the module, not the function of the same name the package exports
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+    original = ort_quantize.create_calibrator
+
+    def create_calibrator(*args, **kwargs):
+        calibrator = _GivenRanges(method, ranges) if ranges is not None \
+            else original(*args, **kwargs)
+        if measured is not None:
+            compute = calibrator.compute_data
+
+            def compute_and_keep():
+                data = compute()
+                for name, value in data.data.items():
+                    low, high = value.range_value
+                    measured[name] = (_one_float(low), _one_float(high))
+                return data
+
+            calibrator.compute_data = compute_and_keep
+        return calibrator
+
+    ort_quantize.create_calibrator = create_calibrator
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = original
 
 
 def quantized_graph_report(int8_path: Path, keep_fp32=()) -> dict:

@@ -286,3 +286,24 @@ def plot(results: dict[str, list[dict]], path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def parse_setting(key: str) -> tuple[str, bool, bool]:
+    """"int8+flip-templates" -> ("int8", False, True): the inverse of
+    faceapp.core.embed.setting_key (variant, searches fused, templates fused)."""
+    if key.endswith("+flip-templates"):
+        return key[:-len("+flip-templates")], False, True
+    if key.endswith("+flip"):
+        return key[:-len("+flip")], True, True
+    return key, False, False
+
+
+def lfw_1n(pack, variant: str, flip: bool, template_flip: bool, threads: int = 2) -> Lfw1N:
+    """LFW 1:N for one setting: searches fused with their mirror when `flip`, the
+    gallery's templates when `template_flip` (cached embeddings, trainer/evaluate.py)."""
+    from .evaluate import lfw_all_embeddings
+
+    images, embeddings, _ = lfw_all_embeddings(pack, variant, flip, threads)
+    templates = lfw_all_embeddings(pack, variant, True, threads)[1] \
+        if template_flip and not flip else None
+    return Lfw1N(embeddings, images, templates)

@@ -11,7 +11,7 @@ from .augment import Augmentation, chip_to_crop, paired_views
 from .cache import train_crops
 
 if TYPE_CHECKING:
-    from .distill import DistillConfig
+    from .distill_config import DistillConfig
 
 
 class OnlineTeacher:

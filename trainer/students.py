@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from .cache import distill_targets, train_crops
-from .distill import (CALIBRATION_FACES, STUDENT_MEAN, STUDENT_STD, Run, calibration_rows,
-                      to_input)
+from .distill import CALIBRATION_FACES, Run, calibration_rows, to_input
 from .export import (export_onnx, input_convolutions, nodes_after_last_compute,
                      quantize_int8, quantized_graph_report, run_onnx)
 from .nets import count_multiply_adds, count_parameters
+from .nets.normalisation import STUDENT_MEAN, STUDENT_STD
 from .packs import keep_measured_figures, register_file, repo_packs_dir, write_manifest
 
 TRAINING_DATA_NOTE = (
@@ -27,8 +27,27 @@ def calibration_crops(template: str, count: int = CALIBRATION_FACES) -> np.ndarr
     return np.asarray(crops[calibration_rows(len(crops), count)])
 
 
+def student_record(pack: str, template: str, recalibrate: bool = False):
+    """The pack's recorded calibration (trainer/calibration.py), or a new one on the
+    faces export has always calibrated students on (`calibration_rows` of the
+    distillation targets), ranges still to measure."""
+    from .calibration import CalibrationRecord, faces_from_rows, load_record
+
+    record = None if recalibrate else load_record(pack)
+    if record is None:
+        targets = distill_targets()
+        rows = calibration_rows(len(targets), CALIBRATION_FACES)
+        record = CalibrationRecord(pack, template, "minmax", 1, faces_from_rows(
+            [targets.paths[i] for i in rows], np.asarray(targets.landmarks)[rows]))
+    return record
+
+
 def export_student(run: Run, pack_name: str | None = None, out_root: Path | None = None,
-                   calibration: np.ndarray | None = None, template_flip: bool = False) -> Path:
+                   calibration: np.ndarray | None = None, template_flip: bool = False,
+                   record=None, keep_figures: bool = True) -> Path:
+    """record: a CalibrationRecord (trainer/calibration.py) whose faces calibrate and
+    whose ranges quantize (the same int8 bytes on every machine); without one, the
+    ranges are measured here on `calibration` (default: calibration_crops)."""
     cfg = run.config.student
     name = pack_name or f"{run.name}-v1"
     out_dir = (out_root or repo_packs_dir()) / name
@@ -38,7 +57,10 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
 
     fp32_name, int8_name = f"{name}.fp32.onnx", f"{name}.int8.onnx"
     export_onnx(model, out_dir / fp32_name, (size, size))
-    crops = calibration if calibration is not None else calibration_crops(cfg.template)
+    if record is not None:
+        crops = record.crops()
+    else:
+        crops = calibration if calibration is not None else calibration_crops(cfg.template)
     batch = to_input(crops).numpy()
     with torch.no_grad():
         expected = model(torch.from_numpy(batch)).numpy()
@@ -52,8 +74,15 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
     # held-out faces, for ~1% of the multiply-adds; the teacher shows the same), and
     # the elementwise tail after the last convolution (unit length, teacher's space).
     keep = input_convolutions(out_dir / fp32_name) + nodes_after_last_compute(out_dir / fp32_name)
-    quantize_int8(out_dir / fp32_name, out_dir / int8_name, batch, keep_fp32=keep,
-                  seven_bit_weights=True)
+    if record is not None:
+        from .calibration import settle_ranges
+
+        ranges = settle_ranges(record, out_dir / fp32_name, batch, keep, seven_bit_weights=True)
+        quantize_int8(out_dir / fp32_name, out_dir / int8_name, None, keep_fp32=keep,
+                      seven_bit_weights=True, ranges=ranges)
+    else:
+        quantize_int8(out_dir / fp32_name, out_dir / int8_name, batch, keep_fp32=keep,
+                      seven_bit_weights=True)
     report = quantized_graph_report(out_dir / int8_name, keep)
     if report["fp32_islands"]:
         raise RuntimeError(f"int8 graph has fp32 compute nodes: {report['fp32_islands']}")
@@ -108,6 +137,7 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
         "fp32_by_design": report["fp32_by_design"],
         "fp32_tail": nodes_after_last_compute(out_dir / fp32_name),
     }
-    keep_measured_figures(out_dir, manifest)
+    if keep_figures:
+        keep_measured_figures(out_dir, manifest)
     write_manifest(out_dir, manifest)
     return out_dir

@@ -44,20 +44,25 @@ from pathlib import Path
 
 import numpy as np
 
-from faceapp.core.gallery import (
+from .gallery import (
     SCHEMA_VERSION,
-    Gallery,
+    FaceSample,
     GalleryError,
-    _check_landmarks,
-    _fmt_time,
-    _landmarks_json,
-    _parse_time,
+    GalleryStore,
+    check_landmarks,
     crop_digest,
     decode_crop,
+    decode_vectors,
+    format_time,
+    landmarks_from_json,
+    landmarks_json,
     normalize_name,
+    parse_time,
     utc_now,
     write_private_file,
 )
+from .filenames import display_name, special_file
+from .imageio import ImageError, probe_header, read_file
 
 FORMAT = "faceapp-gallery-export"
 FORMAT_VERSION = 1
@@ -78,6 +83,10 @@ _DIGEST_LEN = 16  # version 2: sha256(header + check value), truncated
 MAX_MANIFEST = 256 << 20
 MAX_MEMBER = 64 << 20
 MAX_TOTAL = 16 << 30  # all members uncompressed
+# A stored crop is the 256 x 256 canvas (align.storage_crop); anything past this is no
+# face crop, and a crafted 20000 x 20000 one must not be decoded to find out.
+MAX_CROP_SIDE = 1024
+CROP_BATCH = 32  # crops decoded at once while their templates are computed
 MAX_RATIO = 200  # uncompressed / compressed, per member past 1 MB (zip bombs)
 # People with no face in the archive (enrolled by name only): a real export has few,
 # an archive declaring millions of them is not an export.
@@ -126,6 +135,9 @@ class ImportReport:
     embeddings_ignored: int = 0  # vectors in the archive (never trusted)
     people_skipped: list[str] = field(default_factory=list)  # name clashes, on_conflict="skip"
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (item, why), not imported
+    # merged people whose imported photos do not look like the person of that name
+    # already enrolled: name -> their best score against that person
+    unlike: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------ encryption
@@ -239,13 +251,13 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_zip(gallery: Gallery, out, skipped: list) -> tuple[int, int, dict[str, int]]:
+def _write_zip(gallery: GalleryStore, out, skipped: list) -> tuple[int, int, dict[str, int]]:
     """One read transaction: the export is a consistent snapshot. A face whose stored
     crop no longer decodes is left out and listed in `skipped`."""
     people, faces = [], []
     models: dict[str, int] = {}
     names = {}
-    with gallery._read() as db, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+    with gallery.reading() as db, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for pid, name, created, updated, notes in db.execute(
                 "SELECT id, name, created, updated, notes FROM people ORDER BY id"):
             people.append({"id": pid, "name": name, "created": created, "updated": updated,
@@ -275,26 +287,26 @@ def _write_zip(gallery: Gallery, out, skipped: list) -> tuple[int, int, dict[str
             rows = [r for r in db.execute("SELECT face_id, dim, vector FROM embeddings "
                                           "WHERE model_id = ? ORDER BY face_id", [model_id])
                     if r[0] in exported]
-            if not rows:
+            good, matrix, damaged = decode_vectors(rows)
+            for fid in damaged:
+                skipped.append((f"the {model_id} template of sample {fid}",
+                                "it is damaged; it was not exported (the sample was: "
+                                "`faceapp reembed` rebuilds the template)"))
+            if not good:
                 continue
-            dims = {r[1] for r in rows}
-            if len(dims) != 1:
-                raise GalleryError(f"model {model_id!r} has embeddings of several sizes")
-            dim = dims.pop()
-            matrix = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), dim)
             member = f"embeddings/{n}.npy"
-            zf.writestr(member, _npy_bytes(matrix.astype(np.float32)))
-            model_entries.append({"model_id": model_id, "dim": dim, "file": member,
-                                  "face_ids": [r[0] for r in rows]})
-            models[model_id] = len(rows)
+            zf.writestr(member, _npy_bytes(matrix))
+            model_entries.append({"model_id": model_id, "dim": int(matrix.shape[1]),
+                                  "file": member, "face_ids": good})
+            models[model_id] = len(good)
         manifest = {"format": FORMAT, "version": FORMAT_VERSION,
-                    "gallery_schema": SCHEMA_VERSION, "created": _fmt_time(utc_now()),
+                    "gallery_schema": SCHEMA_VERSION, "created": format_time(utc_now()),
                     "people": people, "faces": faces, "embeddings": model_entries}
         zf.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     return len(people), len(faces), models
 
 
-def export_gallery(gallery: Gallery, path: str | os.PathLike,
+def export_gallery(gallery: GalleryStore, path: str | os.PathLike,
                    passphrase: str | bytes | None = None) -> ExportSummary:
     """Write every person, face crop and embedding to one file (replacing it
     atomically; owner-only). With a passphrase it is encrypted."""
@@ -351,7 +363,7 @@ def _want(cond: bool, message: str) -> None:
 def _time_text(value, what: str) -> str:
     _want(isinstance(value, str), f"{what} has no valid time")
     try:
-        _parse_time(value)
+        parse_time(value)
     except ValueError:
         raise _fail(f"{what} has an invalid time {value!r}") from None
     return value
@@ -368,6 +380,34 @@ def _member(zf: zipfile.ZipFile, name: str, limit: int = MAX_MEMBER) -> bytes:
         raise _fail(f"{name} is missing") from None
     _want(info.file_size <= limit, f"{name} is too large")
     return zf.read(info)
+
+
+def _check_crop_size(crop: bytes, name: str) -> None:
+    """ValueError unless the crop's header (read without decoding) says it is an image
+    of at most MAX_CROP_SIDE pixels a side."""
+    header = probe_header(crop, display_name(name))
+    if max(header.width, header.height) > MAX_CROP_SIDE:
+        raise ValueError(f"{header.width}x{header.height} pixels: a face crop is at most "
+                         f"{MAX_CROP_SIDE}x{MAX_CROP_SIDE}; it was not decoded")
+
+
+def is_archive(path: str | os.PathLike) -> bool:
+    """Whether a file is a faceapp export (encrypted or not): what an output must not
+    replace without being asked to."""
+    if special_file(path) or not os.path.isfile(path):
+        return False  # a FIFO must not hang the question
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ENC_MAGIC))
+            if head == ENC_MAGIC:
+                return True
+            if not head.startswith(b"PK\x03\x04"):
+                return False
+            f.seek(0)
+            with zipfile.ZipFile(f) as zf:
+                return "gallery.json" in zf.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def _open_archive(data: bytes, passphrase) -> bytes:
@@ -443,7 +483,7 @@ def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
             face_ids.add(fid)
             _want(f.get("person_id") in person_ids, f"face {fid} belongs to no listed person")
             try:
-                landmarks = _landmarks_json(_check_landmarks(f.get("landmarks")))
+                landmarks = landmarks_json(check_landmarks(f.get("landmarks")))
                 quality = float(f.get("quality"))
             except (TypeError, ValueError) as exc:
                 raise _fail(f"face {fid}: {exc}") from None
@@ -452,6 +492,7 @@ def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
             _want(isinstance(f.get("file"), str), f"face {fid} has no crop")
             try:
                 crop = _member(zf, f["file"])
+                _check_crop_size(crop, f["file"])  # from its header, before decoding it
                 content_hash = crop_digest(decode_crop(crop))
             except (ArchiveError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
                 damaged.append((f"face {fid} ({f['file']})", f"damaged crop: {exc}"))
@@ -467,16 +508,16 @@ def _load(data: bytes, damaged: list) -> tuple[list[dict], list[_Face], int]:
     return people, faces, vectors
 
 
-def _free_name(gallery: Gallery, db, name: str) -> str:
+def _free_name(gallery: GalleryStore, db, name: str) -> str:
     n = 2
     while True:
         candidate = f"{name} ({n})"
-        if gallery._find_id(db, candidate) is None:
+        if gallery.person_id_by_name(db, candidate) is None:
             return candidate
         n += 1
 
 
-def import_gallery(gallery: Gallery, path: str | os.PathLike,
+def import_gallery(gallery: GalleryStore, path: str | os.PathLike,
                    passphrase: str | bytes | None = None, on_conflict: str | None = None,
                    embedder=None) -> ImportReport:
     """Add the people and faces of an export to the gallery, in one transaction.
@@ -491,42 +532,57 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
     if on_conflict is not None and on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict is one of {ON_CONFLICT}, not {on_conflict!r}")
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ArchiveError(f"the export {path} cannot be read: {exc.strerror or exc}") from exc
+    try:  # a FIFO or a device is refused unread, as every file faceapp reads
+        data = read_file(path, limit=None)
+    except ImageError as exc:
+        raise ArchiveError(f"the export {display_name(path)} cannot be read: "
+                           f"{exc.reason}") from None
     report = ImportReport()
     people, faces, report.embeddings_ignored = _load(_open_archive(data, passphrase),
                                                      report.damaged)
     by_person: dict[int, list[_Face]] = {}
     for f in faces:
         by_person.setdefault(f.person_id, []).append(f)
-    with gallery._read() as db:
-        clashes = [p["name"] for p in people if gallery._find_id(db, p["name"]) is not None]
+    with gallery.reading() as db:
+        clashes = [p["name"] for p in people if gallery.person_id_by_name(db, p["name"]) is not None]
     if clashes and on_conflict is None:
         raise NameClash(clashes)
     vectors = {}
     if embedder is not None and faces:
         # computed before the write transaction: the gallery stays writable meanwhile
         from .enroll import embed_samples
-        from .gallery import FaceSample, _landmarks_from_json
 
-        samples = [FaceSample(decode_crop(f.crop), _landmarks_from_json(f.landmarks))
-                   for f in faces]
-        vectors = dict(zip((f.id for f in faces), embed_samples(embedder, samples)))
-    new_face_id: dict[int, int] = {}
-    with gallery._write() as db:
+        # a few crops decoded at a time: only their vectors are kept for all of them
+        for start in range(0, len(faces), CROP_BATCH):
+            batch = faces[start:start + CROP_BATCH]
+            samples = [FaceSample(decode_crop(f.crop), landmarks_from_json(f.landmarks))
+                       for f in batch]
+            vectors.update(zip((f.id for f in batch), embed_samples(embedder, samples)))
+            del samples
+    if vectors and on_conflict == "merge":
+        # as enrolment says it: photos merged under a name should look like that person
+        from .enroll import resemblance
+
         for p in people:
-            target = gallery._find_id(db, p["name"])
+            existing = gallery.find_person(p["name"])
+            mine = [vectors[f.id] for f in by_person.get(p["id"], []) if f.id in vectors]
+            if existing is not None and mine:
+                _, unlike = resemblance(gallery, embedder, np.stack(mine), existing.id)
+                if unlike is not None:
+                    report.unlike[existing.name] = unlike
+    new_face_id: dict[int, int] = {}
+    with gallery.writing() as db:
+        for p in people:
+            target = gallery.person_id_by_name(db, p["name"])
             if target is None:
-                target = gallery._insert_person(db, p["name"], p["notes"], p["created"])
+                target = gallery.insert_person(db, p["name"], p["notes"], p["created"])
                 report.people_added += 1
             elif on_conflict == "skip":
                 report.people_skipped.append(p["name"])
                 continue
             elif on_conflict == "rename":
                 new_name = _free_name(gallery, db, p["name"])
-                target = gallery._insert_person(db, new_name, p["notes"], p["created"])
+                target = gallery.insert_person(db, new_name, p["notes"], p["created"])
                 report.renamed[p["name"]] = new_name
                 report.people_added += 1
             else:
@@ -538,7 +594,7 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
                              "flagged": int(f.flagged), "content_hash": f.content_hash})
                 sources.append(f.id)
             # a crop this person already holds is skipped by the database's unique index
-            for old, new in zip(sources, gallery._insert_faces(db, target, rows, {})):
+            for old, new in zip(sources, gallery.insert_faces(db, target, rows, {})):
                 if new is None:
                     report.faces_skipped += 1
                 else:
@@ -546,7 +602,7 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike,
                     report.faces_added += 1
         if vectors and new_face_id:
             model_id, dim = embedder.model_id, embedder.dim
-            gallery._check_dim(db, model_id, dim)
+            gallery.check_dim(db, model_id, dim)
             db.executemany(
                 "INSERT INTO embeddings(face_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
                 [(new, model_id, dim, np.asarray(vectors[old], np.float32).tobytes())

@@ -78,6 +78,11 @@ class FaceClusters:
         self._row = {int(c): i for i, c in enumerate(unique)}
         self._next_id = int(unique.max()) + 1 if len(unique) else 1
 
+    @property
+    def next_id(self) -> int:
+        """The id the next new cluster gets (kept in the gallery across programs)."""
+        return self._next_id
+
     def reserve_ids(self, at_least: int) -> None:
         """New clusters get ids from `at_least` on (ids used before stay unused)."""
         self._next_id = max(self._next_id, int(at_least))

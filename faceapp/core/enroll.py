@@ -18,6 +18,7 @@ from .align import align_faces, storage_crop
 from .detect import Face
 from .embed import Embedder
 from .gallery import normalize_name
+from .filenames import display_name, special_file
 from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image
 from .models import InferenceError
 from .quality import ENROLLMENT, Quality, QualityPolicy, assess
@@ -108,6 +109,36 @@ def embed_samples(embedder: Embedder, samples) -> np.ndarray:
     return embedder.embed_templates(crops)
 
 
+def resemblance(gallery, embedder, vectors: np.ndarray, existing: int | None,
+                point: str = "balanced") -> tuple[tuple[int, str, float] | None, float | None]:
+    """How one person's new photos (their template vectors) compare with the gallery,
+    by its identification rule at `point`: for a new person, whom they look like
+    ((id, name, score), or None); for an enrolled one, their score against that
+    person when the photos do not look like them (else None). What enrolment and
+    an archive import both say before photos join someone."""
+    from .identify import Identifier
+
+    face_ids, person_ids, matrix = gallery.embeddings(embedder.model_id)
+    if not len(face_ids) or not len(vectors):
+        return None, None
+    # the new photos are templates: searched as the gallery's own are
+    identifier = Identifier(embedder.dim, embedder.template_calibration(), point)
+    identifier.replace(face_ids, person_ids, matrix)
+    probe = np.asarray(vectors, np.float32).mean(axis=0)
+    probe /= max(float(np.linalg.norm(probe)), 1e-12)
+    decision = identifier.identify(probe[None])[0]
+    if existing is None:
+        if decision.known:
+            name = gallery.person(decision.person_id).name
+            return (decision.person_id, name, float(decision.score)), None
+        return None, None
+    if decision.person_id == existing:
+        return None, None
+    ranked = identifier.index.search(probe[None], k=identifier.index.person_count)[0]
+    own = [m.score for m in ranked if m.person_id == existing]
+    return None, float(own[0]) if own else float("nan")
+
+
 class Enroller:
     def __init__(self, pipeline, gallery, policy: QualityPolicy = ENROLLMENT):
         self.pipeline = pipeline
@@ -134,9 +165,10 @@ class Enroller:
         try:
             image = load_image(path)
         except ImageError as exc:
-            raise EnrollError(str(exc).split(": ", 1)[-1]) from None
+            raise EnrollError(exc.reason) from None
         try:
-            return self.prepare(image, str(path))
+            # the name as text SQLite can hold, whatever bytes the file system gave
+            return self.prepare(image, display_name(path))
         except (MemoryError, InferenceError) as exc:  # this photo only: the batch goes on
             raise EnrollError(f"could not be processed ({exc or 'out of memory'})") from None
 
@@ -146,7 +178,6 @@ class Enroller:
         for an enrolled person match them, and do the photos match each other? The
         answers use the gallery's identification rule at `point` (a decision a
         person would see in Live) and the pairwise threshold at FAR 1e-3."""
-        from .identify import Identifier
 
         advice = EnrollAdvice()
         if not samples:
@@ -162,29 +193,13 @@ class Enroller:
                 1e-3, templates=True):
             score = float(vectors[0] @ vectors[1])
             advice.outliers = [(samples[1].source, score)]
-        model = self.embedder.model_id
-        face_ids, person_ids, matrix = self.gallery.embeddings(model)
-        if not len(face_ids):
-            return advice
-        # the new person's samples are templates: searched as the gallery's own are
-        identifier = Identifier(self.embedder.dim, self.embedder.template_calibration(), point)
-        identifier.replace(face_ids, person_ids, matrix)
         existing = person if isinstance(person, int) else (
             p.id if (p := self.gallery.find_person(person)) else None)
         odd = {source for source, _ in advice.outliers}
         keep = [i for i, s in enumerate(samples) if s.source not in odd] \
             or list(range(len(samples)))
-        probe = vectors[keep].mean(axis=0)
-        probe /= max(float(np.linalg.norm(probe)), 1e-12)
-        decision = identifier.identify(probe[None])[0]
-        if existing is None:
-            if decision.known:
-                name = self.gallery.person(decision.person_id).name
-                advice.looks_like = (decision.person_id, name, float(decision.score))
-        elif decision.person_id != existing:
-            ranked = identifier.index.search(probe[None], k=identifier.index.person_count)[0]
-            own = [m.score for m in ranked if m.person_id == existing]
-            advice.unlike_person = float(own[0]) if own else float("nan")
+        advice.looks_like, advice.unlike_person = resemblance(
+            self.gallery, self.embedder, vectors[keep], existing, point)
         return advice
 
     def prepare_photos(self, paths, progress: Progress | None = None,
@@ -199,11 +214,11 @@ class Enroller:
                 report.cancelled = True
                 return samples, report
             if progress:
-                progress(done, len(paths), str(path))
+                progress(done, len(paths), display_name(path))
             try:
                 samples.append(self.prepare_file(path))
             except EnrollError as exc:
-                report.skipped.append((str(path), str(exc)))
+                report.skipped.append((display_name(path), str(exc)))
         return samples, report
 
     def save_reporting(self, person: str | int, samples: list[PreparedSample],
@@ -243,28 +258,43 @@ class Enroller:
         """One sub-folder per person; each person is stored in one transaction."""
         root = Path(root)
         if not root.is_dir():
-            raise EnrollError(f"{root} is not a folder")
-        people = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                  for d in sorted(root.iterdir()) if d.is_dir()}
+            raise EnrollError(f"{display_name(root)} is not a folder")
+        try:
+            entries = sorted(root.iterdir())
+        except OSError as exc:
+            raise EnrollError(f"{display_name(root)} cannot be read "
+                              f"({exc.strerror or exc})") from None
         report = ImportReport()
-        for d in sorted(root.iterdir()):
-            if d.is_file():
-                report.skipped.append((str(d), "not in a person's sub-folder"))
+        # keyed by the folder's name as text: a name that is not UTF-8 becomes the
+        # escaped one people see ('Jos\\xe9'), which the gallery can store
+        people: dict[str, list[Path]] = {}
+        for d in entries:
+            if d.is_dir():  # stats only: nothing here opens a FIFO or a device
+                try:
+                    people[display_name(d.name)] = sorted(
+                        p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                except OSError as exc:  # one unreadable folder never stops the others
+                    report.skipped.append((display_name(d),
+                                           f"cannot be read ({exc.strerror or exc})"))
+            else:
+                report.skipped.append((display_name(d),
+                                       special_file(d) or "not in a person's sub-folder"))
         total = sum(len(p) for p in people.values())
         if not total:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
-            report.skipped.append((str(root), "no photos found: looked for one sub-folder per "
-                                              f"person holding photos ({kinds})"))
+            report.skipped.append((display_name(root), "no photos found: looked for one "
+                                   f"sub-folder per person holding photos ({kinds})"))
         done = 0
         for folder, paths in people.items():
+            where = display_name(paths[0].parent) if paths else f"{display_name(root)}/{folder}"
             if not paths:
-                report.skipped.append((str(root / folder), "no photos in this folder"))
+                report.skipped.append((where, "no photos in this folder"))
                 continue
             name = name_from_folder(folder)
             try:
                 normalize_name(name)
             except ValueError as exc:  # one bad folder never stops the others
-                report.skipped.append((str(root / folder), f"not a usable name: {exc}"))
+                report.skipped.append((where, f"not a usable name: {exc}"))
                 done += len(paths)
                 continue
             # an earlier import may have stored the folder's own spelling
@@ -277,25 +307,25 @@ class Enroller:
             known = {f.source for f in self.gallery.faces(existing.id)} if existing else set()
             samples = []
             for path in paths:
-                if str(path) in known:
+                if display_name(path) in known:
                     done += 1
-                    report.skipped.append((str(path), "already in the gallery"))
+                    report.skipped.append((display_name(path), "already in the gallery"))
                     continue
                 if cancelled and cancelled():
                     report.cancelled = True
                     return report
                 if progress:
-                    progress(done, total, str(path))
+                    progress(done, total, display_name(path))
                 done += 1
                 try:
                     samples.append(self.prepare_file(path))
                 except EnrollError as exc:
-                    report.skipped.append((str(path), str(exc)))
+                    report.skipped.append((display_name(path), str(exc)))
             if samples:
                 try:
                     self._save_reporting(name, samples, report)
                 except (MemoryError, InferenceError) as exc:  # this person only
-                    report.skipped.append((str(root / folder), f"could not be saved ({exc})"))
+                    report.skipped.append((where, f"could not be saved ({exc})"))
                     continue
                 report.folders[name] = folder
         if progress:

@@ -228,3 +228,41 @@ def available_packs(task: str | None = None, include_unlisted: bool = False) -> 
             if include_unlisted or pack.manifest.get("listed", True):
                 packs.append(pack)
     return packs
+
+
+# ------------------------------------------------------------------ the defaults
+
+DEFAULT_DETECTOR = "mtcnn-v1"
+# The distilled student: as accurate as the teacher on LFW pairs at under half its
+# time per searched face, and within 3 points of it naming 1,680 people (docs/students.md). The teacher (dlib-resnet-v1) is the accurate choice.
+DEFAULT_EMBEDDER = "dlib-taper-150-v1"
+
+
+def embedder_for_gallery(gallery) -> tuple[str, str | None]:
+    """The embedder (pack, variant) for a gallery whose user has chosen none.
+
+    The default, unless every template in the gallery belongs to another installed
+    pack (enrolled with `--model`, or before the default changed): the gallery keeps
+    recognising its people with the model that made their templates, until the user
+    switches in Settings (which computes the new model's templates first).
+    """
+    models = gallery.models() if gallery is not None else {}
+    if not models or any(model_id.partition(":")[0] == DEFAULT_EMBEDDER for model_id in models):
+        return DEFAULT_EMBEDDER, None
+    for model_id, _count in sorted(models.items(), key=lambda item: -item[1]):
+        pack, _, variant = model_id.partition(":")
+        try:
+            ModelPack.load(pack)
+        except ModelPackError:  # that model is no longer installed
+            continue
+        return pack, variant or None
+    return DEFAULT_EMBEDDER, None
+
+
+def choose_embedder(model: str | None, gallery=None) -> tuple[str, str | None]:
+    """The embedder (pack, variant) a program uses: the one asked for (a pack name,
+    or "pack:variant"), else the gallery's own (embedder_for_gallery)."""
+    if model:
+        pack, _, variant = str(model).partition(":")
+        return pack, variant or None
+    return embedder_for_gallery(gallery)

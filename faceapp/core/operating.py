@@ -30,6 +30,19 @@ from .models import ModelPack, ModelPackError
 
 # The named operating points: the share of strangers who may get a name.
 NAMED_POINTS = {"strict": 0.001, "balanced": 0.01, "lenient": 0.05}
+# The rates a custom point may ask for: the span the packs' calibrations measure
+# (1 in 2,000 to 1 in 5 strangers); what the app offers on one scale with the named ones.
+RATE_RANGE = (0.0005, 0.2)
+
+
+def one_in(fpir: float) -> int:
+    """A rate as "1 in N": the N (2 for one half, 1,000 for 0.001)."""
+    return max(1, round(1.0 / float(fpir)))
+
+
+def rate_words(fpir: float) -> str:
+    """A rate as people say it: "about 1 in 1,000"."""
+    return f"about 1 in {one_in(fpir):,}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,16 @@ class OperatingPoint:
             object.__setattr__(self, "fpir", NAMED_POINTS[self.name])
 
     @classmethod
+    def one_in(cls, n: float) -> "OperatingPoint":
+        """A custom point on the named points' scale: about 1 stranger in `n` named
+        (clamped to RATE_RANGE, what the calibrations measure)."""
+        fpir = min(max(1.0 / float(n), RATE_RANGE[0]), RATE_RANGE[1])
+        for name, rate in NAMED_POINTS.items():
+            if math.isclose(rate, fpir):
+                return cls(name=name, fpir=rate)
+        return cls(name=None, fpir=fpir)
+
+    @classmethod
     def parse(cls, value: str | float | None) -> "OperatingPoint":
         if value is None:
             return cls()
@@ -53,6 +76,8 @@ class OperatingPoint:
             return value
         if isinstance(value, str) and value in NAMED_POINTS:
             return cls(name=value, fpir=NAMED_POINTS[value])
+        if isinstance(value, str) and value.lower().startswith("1in"):
+            return cls.one_in(float(value[3:].strip(" =:")))
         if isinstance(value, str) and value.lower().startswith("fpir="):
             fpir = float(value.split("=", 1)[1])
             if not 0 < fpir < 1:
@@ -62,7 +87,8 @@ class OperatingPoint:
             cosine = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"unknown operating point {value!r} (choose "
-                             f"{', '.join(NAMED_POINTS)}, fpir=RATE or a cosine)") from None
+                             f"{', '.join(NAMED_POINTS)}, fpir=RATE, 1in=N or a cosine)") \
+                from None
         if not -1.0 <= cosine <= 1.0:
             raise ValueError(f"cosine threshold {cosine} is not between -1 and 1")
         return cls(name=None, cosine=cosine)

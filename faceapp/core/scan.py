@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gallery import Gallery, _fmt_time, utc_now
+from .gallery import GalleryStore, format_time, utc_now
+from .filenames import display_name
 from .imageio import ImageError, read_image
 from .models import InferenceError
 from .recognize import KEPT_AS_UNKNOWN, Recognizer
@@ -41,17 +42,27 @@ def _file_key(path: Path) -> tuple[int, float]:
     return st.st_size, st.st_mtime
 
 
+def stored_path(path: str | os.PathLike) -> str:
+    """A file as the gallery records it: its folder absolute and resolved, so one photo
+    scanned by a relative path and by an absolute one is one file (a link to a photo
+    stays the link the person put there); as text SQLite can hold (a name that is not
+    UTF-8 is stored escaped, see filenames.display_name)."""
+    path = Path(path)
+    return display_name(path.parent.resolve() / path.name)
+
+
 class PhotoScanner:
     def __init__(self, recognizer: Recognizer):
         if recognizer.unknowns is None:
             raise ValueError("scanning keeps unknown faces: the gallery's retention period "
                              "is 0 days, or it is read-only")
         self.recognizer = recognizer
-        self.gallery: Gallery = recognizer.gallery
+        self.gallery: GalleryStore = recognizer.gallery
 
     def _seen(self, path: Path) -> bool:
         size, mtime = _file_key(path)
-        with self.gallery._read() as db:
+        path = stored_path(path)  # the key below
+        with self.gallery.reading() as db:
             row = db.execute("SELECT size, mtime FROM scanned_files WHERE path = ?",
                              [str(path)]).fetchone()
         return row is not None and row[0] == size and abs(row[1] - mtime) < 1e-6
@@ -62,20 +73,20 @@ class PhotoScanner:
         read is skipped with the reason and the scan goes on."""
         report = ScanReport()
         images, others = ImageFolderSource(root, recursive=True).list_images()
-        report.skipped += [(str(p), why) for p, why in others]
+        report.skipped += [(display_name(p), why) for p, why in others]
         for done, path in enumerate(images):
             if cancelled and cancelled():
                 report.cancelled = True
                 break
             if progress:
-                progress(done, len(images), str(path))
+                progress(done, len(images), display_name(path))
             try:
                 if not rescan and self._seen(path):
                     report.unchanged += 1
                     continue
                 self.scan_file(path, report)
             except (ImageError, InferenceError, MemoryError, OSError) as exc:
-                report.skipped.append((str(path), str(exc) or "out of memory"))
+                report.skipped.append((display_name(path), str(exc) or "out of memory"))
         if progress and not report.cancelled:
             progress(len(images), len(images), "")
         return report
@@ -83,6 +94,7 @@ class PhotoScanner:
     def scan_file(self, path: Path, report: ScanReport) -> None:
         size, mtime = _file_key(path)
         image, scale = read_image(path)
+        path = stored_path(path)  # from here on: the file as the gallery records it
         recognizer = self.recognizer
         result = recognizer.process(image, source=str(path), track=False, path=str(path))
         known, unknown = [], []
@@ -96,15 +108,15 @@ class PhotoScanner:
                                                str(path), str(path))
                 kept.box = tuple(box)
                 unknown.append(kept)
-        now = _fmt_time(utc_now())
-        with self.gallery._write(bump=False) as db:
+        now = format_time(utc_now())
+        with self.gallery.writing(bump=False) as db:
             db.execute("DELETE FROM sightings WHERE path = ?", [str(path)])
             db.executemany(
                 "INSERT INTO sightings(path, person_id, box, score, scanned) VALUES (?, ?, ?, ?, ?)",
                 [(str(path), pid, json.dumps(box), score, now) for pid, box, score in known])
         if unknown:
             recognizer.unknowns.add(unknown, sightings=True)
-        with self.gallery._write(bump=False) as db:
+        with self.gallery.writing(bump=False) as db:
             db.execute("INSERT INTO scanned_files(path, size, mtime, faces, scanned) "
                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
                        "size = excluded.size, mtime = excluded.mtime, faces = excluded.faces, "
@@ -116,9 +128,9 @@ class PhotoScanner:
         report.unknown += len(unknown)
 
 
-def photos_of(gallery: Gallery, person_id: int) -> list[str]:
+def photos_of(gallery: GalleryStore, person_id: int) -> list[str]:
     """The files `scan` found this person in (named unknown clusters included)."""
-    with gallery._read() as db:
+    with gallery.reading() as db:
         return [r[0] for r in db.execute(
             "SELECT DISTINCT path FROM sightings WHERE person_id = ? ORDER BY path",
             [int(person_id)])]

@@ -21,6 +21,7 @@ import glob
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from urllib.request import url2pathname
 import cv2
 import numpy as np
 
+from .filenames import display_name, special_file
 from .imageio import IMAGE_SUFFIXES, ImageError, as_rgb8, load_image, read_image
 
 __all__ = [
@@ -597,7 +599,7 @@ class VideoFileSource(FrameSource):
 
     def __init__(self, path: str | os.PathLike, loop: bool = False, realtime: bool = False):
         self.path = Path(path)
-        super().__init__(self.path.name or str(self.path))
+        super().__init__(display_name(self.path.name or self.path))
         self.loop = bool(loop)
         self.realtime = bool(realtime)
         self._cap: cv2.VideoCapture | None = None
@@ -633,11 +635,17 @@ class VideoFileSource(FrameSource):
 
     def _open(self) -> None:
         if not self.path.exists():
-            raise self._error(f"the file does not exist ({self.path})")
+            raise self._error(f"the file does not exist ({display_name(self.path)})")
         if self.path.is_dir():
-            raise self._error(f"{self.path} is a folder (use it as an image folder instead)")
+            raise self._error(f"{display_name(self.path)} is a folder (use it as an image "
+                              "folder instead)")
+        special = special_file(self.path)
+        # FFmpeg would wait for ever on a FIFO and read a device without end; a camera
+        # node (/dev/video*, character major 81) is the one device that is a video
+        if special and not _is_v4l_device(self.path):
+            raise self._error(f"{display_name(self.path)} is {special}")
         if not os.access(self.path, os.R_OK):
-            raise self._error(f"no permission to read {self.path}")
+            raise self._error(f"no permission to read {display_name(self.path)}")
         cap = self._new_capture()
         if cap is None:
             raise self._error("it is not a video OpenCV can decode "
@@ -723,13 +731,58 @@ class VideoFileSource(FrameSource):
                     if now - due > 1.0:  # very far behind: start the clock again
                         self._clock_start = now - timestamp
         return Frame(image=_bgr_to_rgb(image), index=index, timestamp=timestamp,
-                     source=self._label, media=str(self.path))
+                     source=self._label, media=display_name(self.path))
 
     def _close(self) -> None:
         cap, self._cap = self._cap, None
         self._pending = None
         if cap is not None:
             cap.release()
+
+    # -- pause and seek (the Live page) --------------------------------------------------
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds of media, when the header says (None: unknown, or not open)."""
+        if self.fps and self.frame_count:
+            return self.frame_count / self.fps
+        return None
+
+    def seek(self, seconds: float) -> None:
+        """The next read() returns the frame at media time `seconds` (clamped to the
+        file); realtime pacing starts again from there. Call from the reading thread."""
+        if self._cap is None:
+            raise SourceError(f"Video file {self.path.name} is not open")
+        index = max(0, int(round(float(seconds) * (self.fps or 25.0))))
+        if self.frame_count:
+            index = min(index, self.frame_count - 1)
+        self._pending = None
+        if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, index):
+            # no frame seeking in this file: read again from the start up to it
+            self._cap.release()
+            self._cap = self._new_capture()
+            if self._cap is None:
+                raise SourceError(f"Video file {self.path.name} could not be read again; "
+                                  "was it moved or deleted?")
+            for _ in range(index):
+                if not self._cap.grab():
+                    break
+        self._next_index = index
+        self._ended = False
+        self._clock_start = None
+
+    def resume_clock(self) -> None:
+        """After a pause: realtime pacing starts again from the next frame (nothing is
+        skipped to catch up with the time spent paused)."""
+        self._clock_start = None
+
+
+def _is_v4l_device(path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 81
 
 
 # -- image folders and single images -------------------------------------------------------
@@ -789,7 +842,7 @@ class _ImageListSource(FrameSource):
                 elif now - due > 1.0:
                     self._clock_start = now - timestamp
             return Frame(image=image, index=index, timestamp=timestamp, source=self._label,
-                         path=str(path), scale=scale)
+                         path=display_name(path), scale=scale)
         return None
 
     def _close(self) -> None:
@@ -809,7 +862,7 @@ class ImageFolderSource(_ImageListSource):
     def __init__(self, path: str | os.PathLike, recursive: bool = False,
                  fps: float | None = None):
         self.path = Path(path)
-        super().__init__(f"{self.path.name or self.path}/", fps)
+        super().__init__(f"{display_name(self.path.name or self.path)}/", fps)
         self.recursive = bool(recursive)
 
     def list_images(self) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -819,9 +872,9 @@ class ImageFolderSource(_ImageListSource):
     def _list(self) -> tuple[list[Path], list[tuple[Path, str]]]:
         root = self.path
         if not root.exists():
-            raise SourceError(f"Image folder {root} does not exist")
+            raise SourceError(f"Image folder {display_name(root)} does not exist")
         if not root.is_dir():
-            raise SourceError(f"{root} is not a folder")
+            raise SourceError(f"{display_name(root)} is not a folder")
         try:
             entries = root.rglob("*") if self.recursive else root.iterdir()
             files = []
@@ -829,25 +882,30 @@ class ImageFolderSource(_ImageListSource):
                 rel_parts = entry.relative_to(root).parts
                 if any(part.startswith(".") for part in rel_parts):
                     continue
-                if entry.name.lower() in _IGNORED_FILES or not entry.is_file():
+                # is_dir only stats: a FIFO or device is listed below, never opened
+                if entry.name.lower() in _IGNORED_FILES or entry.is_dir():
                     continue
                 files.append(entry)
         except OSError as exc:
-            raise SourceError(f"Image folder {root} cannot be read "
+            raise SourceError(f"Image folder {display_name(root)} cannot be read "
                               f"({exc.strerror or exc})") from None
         files.sort(key=lambda p: _natural_key(p, root))
         images, skipped = [], []
         for entry in files:
-            if entry.suffix.lower() in IMAGE_SUFFIXES:
+            special = special_file(entry)  # a FIFO, a device, a link to one or to nothing
+            if special:
+                skipped.append((entry, f"{display_name(entry.name)}: {special}"))
+            elif entry.suffix.lower() in IMAGE_SUFFIXES:
                 images.append(entry)
             else:
-                skipped.append((entry, f"{entry.name}: not an image file "
-                                       f"({entry.suffix or 'no extension'})"))
+                suffix = display_name(entry.suffix) or "no extension"
+                skipped.append((entry, f"{display_name(entry.name)}: not an image file "
+                                       f"({suffix})"))
         if not images:
             kinds = ", ".join(IMAGE_SUFFIXES)
             others = f"; {len(skipped)} other file(s) ignored" if skipped else ""
             where = " or its subfolders" if self.recursive else ""
-            raise SourceError(f"Image folder {root} contains no images{where} "
+            raise SourceError(f"Image folder {display_name(root)} contains no images{where} "
                               f"(looked for {kinds}{others})")
         return images, skipped
 
@@ -857,13 +915,14 @@ class ImageFileSource(_ImageListSource):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        super().__init__(self.path.name or str(self.path), None)
+        super().__init__(display_name(self.path.name or self.path), None)
 
     def _list(self) -> tuple[list[Path], list[tuple[Path, str]]]:
         try:
             load_image(self.path)  # fail at open(), not as an empty stream
         except ImageError as exc:
-            raise SourceError(f"Image {self.path.name} cannot be opened: {exc}") from None
+            raise SourceError(f"Image {display_name(self.path.name)} cannot be opened: "
+                              f"{exc.reason}") from None
         return [self.path], []
 
 

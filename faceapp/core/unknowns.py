@@ -23,13 +23,9 @@ import cv2
 import numpy as np
 
 from .clustering import FaceClusters
-from .gallery import (FaceSample, Gallery, GalleryError, NotFound, _fmt_time, _landmarks_from_json,
-                      _landmarks_json, _parse_time, utc_now)
-from .gallery_schema import DEFAULT_UNKNOWN_RETENTION_DAYS, crop_digest
-
-RETENTION_KEY = "unknown_retention_days"
-CLUSTER_COUNTER_KEY = "next_unknown_cluster"
-VERSION_KEY = "unknown_version"
+from .gallery import (STATE_CLUSTER_COUNTER, STATE_UNKNOWNS_VERSION, FaceSample, GalleryError,
+                      GalleryStore, NotFound, crop_digest, format_time, landmarks_from_json,
+                      landmarks_json, parse_time, utc_now)
 JPEG_QUALITY = 92  # canvases of unknown faces: ~15 KB each instead of ~90 KB as PNG
 
 
@@ -45,6 +41,7 @@ class UnknownFace:
     path: str | None = None  # the file it came from, if any
     box: tuple[float, float, float, float] | None = None
     seen: datetime | None = None  # default: now
+    event_uid: str | None = None  # the event that recorded it (EventWriter)
 
 
 @dataclass
@@ -91,9 +88,9 @@ class UnknownFaces:
 
     It works inside the gallery's own transactions (the gallery is the one owner of
     the file); the in-memory clusters are rebuilt whenever another program changed
-    the unknowns (a counter in the gallery's meta table)."""
+    the unknowns (a counter in the gallery's state)."""
 
-    def __init__(self, gallery: Gallery, model_id: str, dim: int, threshold: float):
+    def __init__(self, gallery: GalleryStore, model_id: str, dim: int, threshold: float):
         self.gallery = gallery
         self.model_id = model_id
         self.dim = int(dim)
@@ -106,23 +103,13 @@ class UnknownFaces:
 
     # ------------------------------------------------------------------ in sync
 
-    @staticmethod
-    def _meta(db, key: str, default: int = 0) -> int:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return int(row[0]) if row else default
-
-    @staticmethod
-    def _set_meta(db, key: str, value) -> None:
-        db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) "
-                   "DO UPDATE SET value = excluded.value", [key, str(value)])
-
     def _bump(self, db) -> None:
-        self._version = self._meta(db, VERSION_KEY) + 1
-        self._set_meta(db, VERSION_KEY, self._version)
+        self._version = self.gallery.read_state(db, STATE_UNKNOWNS_VERSION) + 1
+        self.gallery.write_state(db, STATE_UNKNOWNS_VERSION, self._version)
 
     def _sync(self, db) -> None:
         """Reload the clusters if the stored unknowns changed since we last looked."""
-        version = self._meta(db, VERSION_KEY)
+        version = self.gallery.read_state(db, STATE_UNKNOWNS_VERSION)
         if version == self._version:
             return
         rows = db.execute("SELECT cluster_id, vector FROM unknown_faces WHERE model_id = ?",
@@ -131,11 +118,11 @@ class UnknownFaces:
         vectors = (np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dim)
                    if rows else np.zeros((0, self.dim), np.float32))
         self.clusters.load(ids, vectors)
-        self.clusters.reserve_ids(self._meta(db, CLUSTER_COUNTER_KEY, 1))
+        self.clusters.reserve_ids(self.gallery.read_state(db, STATE_CLUSTER_COUNTER, 1))
         self._version = version
 
     def refresh(self) -> None:
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             self._sync(db)
 
     # -------------------------------------------------------------------- adding
@@ -175,7 +162,7 @@ class UnknownFaces:
             raise
 
     def _add(self, prepared: list, sightings: bool) -> list[tuple[int, int]]:
-        with self.gallery._write(bump=False) as db:
+        with self.gallery.writing(bump=False) as db:
             self._sync(db)
             known = {r[0]: r[1] for r in db.execute(
                 "SELECT content_hash, id FROM unknown_faces WHERE content_hash IN (%s)"
@@ -183,7 +170,7 @@ class UnknownFaces:
             fresh = [p for p in prepared if p[3] not in known]
             change = self.clusters.add(np.array([p[1] for p in fresh]).reshape(-1, self.dim),
                                        range(len(fresh)))
-            now = _fmt_time(utc_now())
+            now = format_time(utc_now())
             for cluster_id in change.created:
                 db.execute("INSERT INTO unknown_clusters(id, created) VALUES (?, ?)",
                            [cluster_id, now])
@@ -210,13 +197,13 @@ class UnknownFaces:
                 cluster_id = change.assigned[key]
                 row = db.execute(
                     "INSERT INTO unknown_faces(cluster_id, seen, source, path, box, crop, "
-                    "landmarks, quality, enrollable, model_id, dim, vector, content_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    [cluster_id, _fmt_time(face.seen or utc_now()), face.source, face.path,
+                    "landmarks, quality, enrollable, model_id, dim, vector, content_hash, "
+                    "event_uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [cluster_id, format_time(face.seen or utc_now()), face.source, face.path,
                      json.dumps(list(face.box)) if face.box is not None else None, jpeg,
-                     _landmarks_json(np.asarray(face.landmarks, np.float32)),
+                     landmarks_json(np.asarray(face.landmarks, np.float32)),
                      float(face.quality), int(bool(face.enrollable)), self.model_id,
-                     self.dim, vector.tobytes(), digest]).fetchone()
+                     self.dim, vector.tobytes(), digest, face.event_uid]).fetchone()
                 result.append((row[0], cluster_id))
             for face, _vector, _jpeg, digest in prepared:
                 if digest in known:
@@ -232,7 +219,7 @@ class UnknownFaces:
                         db.execute("INSERT INTO sightings(path, unknown_id, box, scanned) "
                                    "VALUES (?, ?, ?, ?)",
                                    [face.path, ids[digest], json.dumps(list(face.box)), now])
-            self._set_meta(db, CLUSTER_COUNTER_KEY, self.clusters._next_id)
+            self.gallery.write_state(db, STATE_CLUSTER_COUNTER, self.clusters.next_id)
             self._bump(db)
         return result
 
@@ -245,7 +232,7 @@ class UnknownFaces:
 
     def list(self, include_ignored: bool = False, best: int = 6) -> list[Cluster]:
         """Clusters, biggest first."""
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             where = "" if include_ignored else "WHERE c.ignored = 0"
             rows = db.execute(
                 "SELECT c.id, c.ignored, count(f.id), min(f.seen), max(f.seen) "
@@ -261,8 +248,8 @@ class UnknownFaces:
                                     [cid, best]).fetchall()
                 paths = sorted({f[1] for f in faces if f[1]})
                 sources = list(dict.fromkeys(f[2] for f in faces if f[2]))
-                clusters.append(Cluster(cid, size, bool(ignored), _parse_time(first),
-                                        _parse_time(last), paths, sources,
+                clusters.append(Cluster(cid, size, bool(ignored), parse_time(first),
+                                        parse_time(last), paths, sources,
                                         [r[0] for r in ranked]))
         return clusters
 
@@ -274,18 +261,18 @@ class UnknownFaces:
 
     def faces(self, cluster_id: int) -> list[StoredUnknown]:
         """A cluster's faces, best quality first."""
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             rows = db.execute(
                 "SELECT id, cluster_id, seen, source, path, box, quality, enrollable "
                 "FROM unknown_faces WHERE cluster_id = ? "
                 "ORDER BY enrollable DESC, quality DESC, id", [int(cluster_id)]).fetchall()
-        return [StoredUnknown(r[0], r[1], _parse_time(r[2]), r[3], r[4],
+        return [StoredUnknown(r[0], r[1], parse_time(r[2]), r[3], r[4],
                               tuple(json.loads(r[5])) if r[5] else None, r[6], bool(r[7]))
                 for r in rows]
 
     def crop(self, face_id: int) -> np.ndarray:
         """The face's storage canvas (RGB)."""
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             row = db.execute("SELECT crop FROM unknown_faces WHERE id = ?",
                              [int(face_id)]).fetchone()
         if row is None:
@@ -293,7 +280,7 @@ class UnknownFaces:
         return _decode(row[0])
 
     def count(self) -> int:
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             return db.execute("SELECT count(*) FROM unknown_faces").fetchone()[0]
 
     # ------------------------------------------------------------------ changes
@@ -311,7 +298,7 @@ class UnknownFaces:
         also moves its sightings to the person and forgets its unknown faces. `embed`
         (samples -> vectors) re-embeds faces kept under another model. Returns
         (person id, new face ids, faces left out for their quality)."""
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             cid = self._require_cluster(db, cluster_id)
             rows = db.execute(
                 "SELECT id, crop, landmarks, quality, source, model_id, vector, enrollable "
@@ -321,7 +308,7 @@ class UnknownFaces:
             raise GalleryError(f"no face in cluster {cid} is good enough to enroll "
                                "(too small, blurred, turned or badly lit): enroll this "
                                "person from better photos")
-        samples = [FaceSample(crop=_decode(r[1]), landmarks=_landmarks_from_json(r[2]),
+        samples = [FaceSample(crop=_decode(r[1]), landmarks=landmarks_from_json(r[2]),
                               quality=float(r[3]), source=r[4] or f"unknown cluster {cid}")
                    for r in good]
         if all(r[5] == self.model_id for r in good):
@@ -331,27 +318,32 @@ class UnknownFaces:
         else:
             raise GalleryError(f"cluster {cid} was kept under another model: re-embed it")
         g = self.gallery
-        rows_in, matrices = g._prepare(samples, {self.model_id: vectors})
-        with g._write() as db:
+        rows_in, matrices = g.prepare_samples(samples, {self.model_id: vectors})
+        with g.writing() as db:
             self._require_cluster(db, cid)
             if isinstance(person, str):
-                pid = g._find_id(db, person)
+                pid = g.person_id_by_name(db, person)
                 if pid is None:
-                    pid = g._insert_person(db, person)
+                    pid = g.insert_person(db, person)
             else:
-                pid = g._require_person(db, person)
-            face_ids = [f for f in g._insert_faces(db, pid, rows_in, matrices) if f is not None]
+                pid = g.require_person(db, person)
+            face_ids = [f for f in g.insert_faces(db, pid, rows_in, matrices) if f is not None]
             db.execute("UPDATE sightings SET person_id = ?, unknown_id = NULL WHERE unknown_id "
                        "IN (SELECT id FROM unknown_faces WHERE cluster_id = ?)", [pid, cid])
+            # the events that recorded these faces become the person's: deleting the
+            # person later deletes them (and their face pictures) too
+            db.execute("UPDATE events SET person_id = ? WHERE uid IN (SELECT event_uid FROM "
+                       "unknown_faces WHERE cluster_id = ? AND event_uid IS NOT NULL)",
+                       [pid, cid])
             db.execute("DELETE FROM unknown_clusters WHERE id = ?", [cid])  # faces cascade
             self._bump(db)
-        g._checkpoint()
+        g.checkpoint()
         return pid, face_ids, len(rows) - len(good)
 
     def ignore_cluster(self, cluster_id: int, ignored: bool = True) -> None:
         """An ignored cluster (a poster, a TV) is no longer listed; faces like it keep
         joining it silently."""
-        with self.gallery._write(bump=False) as db:
+        with self.gallery.writing(bump=False) as db:
             cid = self._require_cluster(db, cluster_id)
             db.execute("UPDATE unknown_clusters SET ignored = ? WHERE id = ?",
                        [int(bool(ignored)), cid])
@@ -369,7 +361,7 @@ class UnknownFaces:
             raise
 
     def _split(self, ids: list[int]) -> int:
-        with self.gallery._write(bump=False) as db:
+        with self.gallery.writing(bump=False) as db:
             self._sync(db)
             rows = db.execute("SELECT id, cluster_id, vector FROM unknown_faces WHERE id IN (%s)"
                               % ",".join("?" * len(ids)), ids).fetchall()
@@ -385,10 +377,10 @@ class UnknownFaces:
             self.clusters.remove(old, vectors)
             new = self.clusters.place(vectors)
             db.execute("INSERT INTO unknown_clusters(id, created) VALUES (?, ?)",
-                       [new, _fmt_time(utc_now())])
+                       [new, format_time(utc_now())])
             db.execute("UPDATE unknown_faces SET cluster_id = ? WHERE id IN (%s)"
                        % ",".join("?" * len(ids)), [new, *ids])
-            self._set_meta(db, CLUSTER_COUNTER_KEY, self.clusters._next_id)
+            self.gallery.write_state(db, STATE_CLUSTER_COUNTER, self.clusters.next_id)
             self._bump(db)
         return new
 
@@ -397,79 +389,18 @@ class UnknownFaces:
         ids = sorted({int(f) for f in face_ids})
         if not ids:
             return 0
-        with self.gallery._write(bump=False) as db:
+        with self.gallery.writing(bump=False) as db:
             gone = db.execute("DELETE FROM unknown_faces WHERE id IN (%s)"
                               % ",".join("?" * len(ids)), ids).rowcount
             db.execute("DELETE FROM unknown_clusters WHERE id NOT IN "
                        "(SELECT DISTINCT cluster_id FROM unknown_faces)")
             self._bump(db)
-        self.gallery._checkpoint()
+        self.gallery.checkpoint()
         return gone
 
     def remove_cluster(self, cluster_id: int) -> int:
-        with self.gallery._read() as db:
+        with self.gallery.reading() as db:
             cid = self._require_cluster(db, cluster_id)
             ids = [r[0] for r in db.execute("SELECT id FROM unknown_faces WHERE cluster_id = ?",
                                             [cid])]
         return self.remove_faces(ids)
-
-
-# ----------------------------------------------------------------------- retention
-
-def open_gallery(location, station: str | None = None) -> Gallery:
-    """Open (or create, owner-only) the gallery as the app and the CLI start with it:
-    unknown faces past their retention period are deleted first. location: a file,
-    or a postgresql:// URL for a gallery server."""
-    from pathlib import Path
-
-    from .gallery_location import is_server_location
-    from .paths import ensure_private_dir
-
-    if not is_server_location(location):
-        location = Path(location)
-        ensure_private_dir(location.parent)
-    gallery = Gallery(location, station=station)
-    try:
-        purge_expired(gallery)
-    except BaseException:
-        gallery.close()
-        raise
-    return gallery
-
-
-def retention_days(gallery: Gallery) -> int:
-    with gallery._read() as db:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", [RETENTION_KEY]).fetchone()
-    return int(row[0]) if row else DEFAULT_UNKNOWN_RETENTION_DAYS
-
-
-def set_retention_days(gallery: Gallery, days: int) -> None:
-    """How long unknown faces are kept (0: not kept at all)."""
-    days = int(days)
-    if days < 0 or days > 3650:
-        raise ValueError("the retention period is 0 to 3650 days")
-    with gallery._write(bump=False) as db:
-        UnknownFaces._set_meta(db, RETENTION_KEY, days)
-    purge_expired(gallery)
-
-
-def purge_expired(gallery: Gallery, now: datetime | None = None) -> int:
-    """Delete unknown faces older than the retention period; their rows leave the
-    WAL too (checkpoint) and their freed pages are zeroed (secure_delete)."""
-    if gallery.read_only:
-        return 0
-    days = retention_days(gallery)
-    cutoff = _fmt_time((now or utc_now()) - timedelta(days=days))
-    with gallery._read() as db:
-        stale = db.execute("SELECT count(*) FROM unknown_faces WHERE seen < ?",
-                           [cutoff]).fetchone()[0]
-    if not stale:
-        return 0
-    with gallery._write(bump=False) as db:
-        gone = db.execute("DELETE FROM unknown_faces WHERE seen < ?", [cutoff]).rowcount
-        db.execute("DELETE FROM unknown_clusters WHERE id NOT IN "
-                   "(SELECT DISTINCT cluster_id FROM unknown_faces)")
-        version = UnknownFaces._meta(db, VERSION_KEY) + 1
-        UnknownFaces._set_meta(db, VERSION_KEY, version)
-    gallery._checkpoint()
-    return gone

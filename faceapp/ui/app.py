@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 
@@ -46,7 +47,19 @@ def start_live(window, spec: str, loop: bool) -> None:
     go()
 
 
-def live_summary(window, started: float, stalls) -> str:
+def run_events(window, since) -> int:
+    """The events this station logged since `since` (a datetime): this run's, not the
+    whole gallery's (a shared gallery holds other stations' too)."""
+    gallery = window.state.gallery
+    if gallery is None or gallery.closed:
+        return 0
+    try:
+        return len(gallery.events(since=since, limit=None, station=gallery.station))
+    except Exception:  # a gallery server gone: the summary still prints
+        return 0
+
+
+def live_summary(window, started: float, stalls, started_at=None) -> str:
     """One line for the log of a kiosk or a soak run (tests/helpers/soak.py reads it)."""
     import resource
 
@@ -55,7 +68,7 @@ def live_summary(window, started: float, stalls) -> str:
     frames = window.live.frames_shown
     playing = now - (window.live.first_frame_at or now)  # after the models loaded
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    events = window.state.gallery.event_count() if window.state.gallery else 0
+    events = run_events(window, started_at)
     return (f"faceapp live: {frames} frames in {seconds:.0f} s "
             f"({max(frames - 1, 0) / max(playing, 1e-9):.1f} frames/s), {events} events, "
             f"longest GUI stall {stalls.longest} ms, peak RSS {peak:.0f} MB")
@@ -79,6 +92,7 @@ def run(argv: list[str] | None = None) -> int:
     window = MainWindow(AppSettings(args.settings), gallery_path=args.gallery)
     window.show()
     started = time.monotonic()
+    started_at = datetime.now().replace(microsecond=0)  # local time, as events() takes
     if args.live is not None:
         from .stall import StallMeter
 
@@ -88,7 +102,8 @@ def run(argv: list[str] | None = None) -> int:
     if args.quit_after is not None:
         def quit_now() -> None:
             if args.live is not None:
-                print(live_summary(window, started, stalls), file=sys.stderr, flush=True)
+                print(live_summary(window, started, stalls, started_at), file=sys.stderr,
+                      flush=True)
             window.close()
         QTimer.singleShot(int(args.quit_after * 1000), quit_now)
     # Ctrl+C in the terminal closes the window properly (Python only sees the signal

@@ -18,6 +18,11 @@ EXPORT_FILTER = "Gallery exports (*.faceapp);;All files (*)"
 CSV_FILTER = "CSV files (*.csv)"
 
 
+def popup(menu, position):
+    """The action chosen from a pop-up menu at a global position (None: closed)."""
+    return menu.exec(position)
+
+
 def confirm(parent: QWidget, title: str, text: str, action: str = "OK") -> bool:
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
     yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)

@@ -3,21 +3,98 @@ person) with progress and cancel, and a guided capture from a camera."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QSplitter, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QLineEdit, QProgressBar, QPushButton, QScrollArea,
+                               QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from ..core.enroll import ImportReport
+from ..core.enroll import ImportReport, name_from_folder
 from . import dialogs
 from .capture import STEPS, CaptureAnalyzer, CaptureProgress
 from .jobs import Job
 from .live import LiveFrame, VideoSession, make_source
 from .state import AppState
 from .video_view import VideoView
-from .widgets import muted
+from .widgets import WrapDelegate, muted
+
+
+@dataclass
+class ReportGroup:
+    """What one person folder (or the photos of one person) gave."""
+    title: str  # the folder's name, or the person's
+    outcome: str  # "3 photos added for Colin Powell", "nobody added: ..."
+    added: int
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # name, reason, path
+
+
+def report_groups(report: ImportReport, root: str | None = None,
+                  subfolders: list[str] | None = None, person: str | None = None
+                  ) -> list[ReportGroup]:
+    """The report by person folder (a folder import from `root`, whose sub-folders
+    are `subfolders`) or for one person (`person`): every folder that gave nobody
+    has a group that says so."""
+    groups: dict[str, ReportGroup] = {}
+    top = Path(root) if root else None
+
+    def group(key: str) -> ReportGroup:
+        if key not in groups:
+            groups[key] = ReportGroup(key, "", 0)
+        return groups[key]
+
+    folder_of = {folder: name for name, folder in report.folders.items()}
+    for folder in subfolders or []:
+        group(folder)
+    for name, folder in report.folders.items():
+        group(folder)
+    loose = "Beside the person folders"
+    for path, reason in report.skipped:
+        p = Path(path)
+        if top is None:
+            group(person or "Photos").problems.append((p.name, reason, path))
+            continue
+        try:
+            parts = p.relative_to(top).parts
+        except ValueError:
+            parts = ()
+        if not parts:  # the root itself
+            group(top.name or str(top)).problems.append(("", reason, path))
+        elif len(parts) == 1 and (parts[0] in groups or p.is_dir()):
+            group(parts[0]).problems.append(("", reason, path))
+        elif len(parts) == 1:
+            group(loose).problems.append((parts[0], reason, path))
+        else:
+            group(parts[0]).problems.append((parts[-1], reason, path))
+    for key, g in groups.items():
+        name = folder_of.get(key) if top is not None else (person or None)
+        added = report.people.get(name, 0) if name else 0
+        g.added = added
+        if added:
+            g.outcome = (f"{added} photo{'s' if added != 1 else ''} added for {name}")
+            if g.problems:
+                g.outcome += f"; {len(g.problems)} left out"
+        elif key == loose:
+            g.outcome = f"{len(g.problems)} file(s) left out: not in a person's folder"
+        elif top is not None and key == (top.name or str(top)) and key not in (subfolders or []):
+            g.outcome = g.problems[0][1] if g.problems else "nothing found"
+            if len(g.problems) == 1:
+                g.problems = []
+        elif report.cancelled:
+            g.outcome = "not imported: the import was cancelled"
+        else:
+            reasons = {r for _n, r, _p in g.problems}
+            why = reasons.pop() if len(reasons) == 1 else "no photo could be used"
+            if top is not None:
+                g.outcome = f"nobody added from this folder: {why}"
+                if len(g.problems) == 1 and not g.problems[0][0]:
+                    g.problems = []
+            else:
+                g.outcome = f"nothing added: {why}"
+    order = sorted(groups.values(), key=lambda g: (g.added > 0, g.title.casefold()))
+    return order
 
 
 def report_text(report: ImportReport) -> str:
@@ -31,7 +108,7 @@ def report_text(report: ImportReport) -> str:
         lines.append("Cancelled. People finished before the cancel were saved; the rest "
                      "was not. Importing the same folder again adds only what is missing.")
     if report.skipped:
-        lines.append(f"{len(report.skipped)} photo(s) skipped, see below.")
+        lines.append(f"{len(report.skipped)} photo(s) or folder(s) left out, see below.")
     return " ".join(lines)
 
 
@@ -54,8 +131,14 @@ class EnrollPage(QWidget):
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([480, 720])
         splitter.setChildrenCollapsible(False)
+        # a small window (or a large font) scrolls the page rather than squeezing it
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(splitter)
         layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
         self.video = VideoSession(self)
         self.video.frame_ready.connect(self._capture_frame)
@@ -77,8 +160,9 @@ class EnrollPage(QWidget):
     # -- layout -----------------------------------------------------------------------------
     def _build_import(self) -> QWidget:
         box = QGroupBox("Import photos")
-        box.setMinimumWidth(380)
+        box.setMinimumWidth(300)
         self.name_edit = QLineEdit()
+        self.name_edit.setAccessibleName("Name of the person in the photos")
         self.name_edit.setPlaceholderText("Name of the person in the photos")
         self.photos_button = QPushButton("Choose photos of this person…")
         self.photos_button.setToolTip("Ctrl+I")
@@ -99,14 +183,16 @@ class EnrollPage(QWidget):
                               "reason.")
         self.summary.setWordWrap(True)
         self.skipped = QTreeWidget()
-        self.skipped.setHeaderLabels(["Skipped photo", "Why"])
-        self.skipped.setRootIsDecorated(False)
+        self.skipped.setAccessibleName("Import report")
+        self.skipped.setHeaderLabels(["Folder or photo", "What happened"])
         self.skipped.setAlternatingRowColors(True)
         self.skipped.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.skipped.header().setStretchLastSection(True)
-        self.skipped.setColumnWidth(0, 180)
-        self.skipped.setWordWrap(True)  # reasons are sentences: show them whole
+        self.skipped.setColumnWidth(0, 150)
+        self.skipped.setItemDelegate(WrapDelegate(self.skipped))  # reasons shown whole
         self.skipped.setUniformRowHeights(False)
+        self.skipped.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.skipped.setMinimumHeight(140)
 
         form = QFormLayout()
         form.addRow("Name:", self.name_edit)
@@ -133,9 +219,11 @@ class EnrollPage(QWidget):
     def _build_capture(self) -> QWidget:
         box = QGroupBox("Guided capture from a camera")
         self.capture_name_edit = QLineEdit()
+        self.capture_name_edit.setAccessibleName("Name of the person in front of the camera")
         self.capture_name_edit.setPlaceholderText("Name of the person in front of the camera")
         self._default_camera = str(self.state.settings.camera_index)
         self.capture_source = QLineEdit(self._default_camera)
+        self.capture_source.setAccessibleName("Camera for the capture")
         self.capture_source.setToolTip("Camera number (the default camera is chosen in "
                                        "Settings), or a video file or folder to practise with")
         self.capture_button = QPushButton("Start capture")
@@ -223,8 +311,12 @@ class EnrollPage(QWidget):
                 self._import_done(report)
                 return
         enroller = self.state.enroller
-        self._start_import(lambda job: enroller.save_reporting(person, samples, report),
-                           f"Saving {len(samples)} photo(s) of "
+        def save(job):
+            saved = enroller.save_reporting(person, samples, report)
+            saved.groups = report_groups(saved, person=next(iter(saved.people), name))
+            return saved
+
+        self._start_import(save, f"Saving {len(samples)} photo(s) of "
                            f"{person if isinstance(person, str) else name}", follows=True)
 
     def ask_advice(self, name: str, advice) -> str | int | None:
@@ -261,10 +353,18 @@ class EnrollPage(QWidget):
         if not root:
             return
         enroller = self.state.enroller
-        self._start_import(
-            lambda job: enroller.import_folder(root, progress=job.report,
-                                               cancelled=job.cancelled),
-            f"Importing {Path(root).name}")
+
+        def work(job):
+            report = enroller.import_folder(root, progress=job.report,
+                                            cancelled=job.cancelled)
+            try:
+                folders = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+            except OSError:
+                folders = []
+            report.groups = report_groups(report, root, folders)
+            return report
+
+        self._start_import(work, f"Importing {Path(root).name}")
 
     def _start_import(self, work, title: str, on_done=None, follows: bool = False) -> None:
         """follows: the next step of the import running now (it is ending)."""
@@ -298,11 +398,26 @@ class EnrollPage(QWidget):
     def _import_done(self, report: ImportReport) -> None:
         self.last_report = report
         self.summary.setText(report_text(report))
-        for path, reason in report.skipped:
-            item = QTreeWidgetItem([Path(path).name, reason.replace(": ", ":\n", 1)])
-            item.setToolTip(0, path)
-            item.setToolTip(1, reason)
-            self.skipped.addTopLevelItem(item)
+        groups = getattr(report, "groups", None) or report_groups(report, person=next(
+            iter(report.people), None) or self.name_edit.text().strip() or None)
+        nobody = QBrush(QColor("#b03a2e"))
+        for group in groups:
+            if group.added and not group.problems:
+                continue  # nothing to look at: the summary names them
+            top = QTreeWidgetItem([group.title, group.outcome])
+            top.setToolTip(0, group.title)
+            top.setToolTip(1, group.outcome)
+            if not group.added:
+                top.setForeground(1, nobody)
+            for name, reason, path in group.problems:
+                if not name:
+                    continue
+                child = QTreeWidgetItem([name, reason])
+                child.setToolTip(0, path)
+                child.setToolTip(1, reason)
+                top.addChild(child)
+            self.skipped.addTopLevelItem(top)
+            top.setExpanded(True)
         if report.people:
             self.state.gallery_changed.emit()
             self.state.message.emit(report_text(report))

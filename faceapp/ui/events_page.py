@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt
-from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QImage, QKeySequence, QPixmap
+from PySide6.QtGui import (QAction, QBrush, QColor, QFontMetrics, QIcon, QImage, QKeySequence,
+                           QPixmap)
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit, QDialog,
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
@@ -18,18 +19,22 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdi
 from ..core.align import TEMPLATES, align_faces
 from ..core.embed import Embedder
 from ..core.gallery import Event, Gallery
-from ..core.identify import explain
 from ..core.imageio import load_image
 from ..core.models import ModelPackError
 from ..core.sources import Frame
 from . import dialogs
 from .images import jpeg_to_qimage
 from .state import AppState
-from .widgets import LazyPage, muted
+from .widgets import LazyPage, flow, muted, named, pair
+from .words import short_source, why_text
 
 LIMIT = 500
 THUMB = 48
 EVERYONE, UNKNOWN_ONLY = "everyone", "unknown"
+# the table's columns
+TIME, FACE, WHO, WHY, SOURCE, STATION, SCORE = range(7)
+HEADERS = ["When", "Face", "Who", "Why", "Source", "Station", "Score"]
+NAME_ROOM = 150  # px of a name on the "This was not …" button (longer ones are elided)
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,16 @@ def load_events(gallery: Gallery, chosen: EventFilter) -> tuple[list[EventRow], 
     return rows, gallery.event_count(), gallery.stations()
 
 
-def flag_wrong_match(gallery: Gallery, embedder: Embedder, event: Event,
-                     bar: float) -> list[int]:
-    """"This was not X": flag X's samples that named this face X (runs in a job).
+def samples_matching(gallery: Gallery, embedder: Embedder, event: Event,
+                     bar: float) -> tuple[list[int], int]:
+    """"This was not X": X's samples that named this face X, and how many usable
+    (unflagged) samples X has (runs in a job).
 
     The event's thumbnail is the face aligned to the arcface112 template, so its five
     landmarks are that template's points: it can be re-aligned for the embedder without
     running the detector again. Every sample of X whose similarity to that face reaches
     `bar` (a sample that would name this face X on its own), and at least the most
-    similar one, is flagged. gallery.embeddings() leaves flagged samples out, so the
-    recognizer no longer matches this face to X; nothing is deleted, and the People
-    page can unflag them."""
+    similar one, is chosen."""
     data = gallery.event_thumbnail(event.id)
     image = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR) \
         if data else None
@@ -88,12 +92,21 @@ def flag_wrong_match(gallery: Gallery, embedder: Embedder, event: Event,
     face_ids, person_ids, matrix = gallery.embeddings(embedder.model_id)
     mine = person_ids == event.person_id
     if not mine.any():
-        return []
+        return [], 0
     ids, scores = face_ids[mine], matrix[mine] @ vector
     chosen = {int(ids[np.argmax(scores)])} | {int(i) for i in ids[scores >= bar]}
-    for face_id in sorted(chosen):
+    return sorted(chosen), int(mine.sum())
+
+
+def flag_wrong_match(gallery: Gallery, embedder: Embedder, event: Event,
+                     bar: float) -> list[int]:
+    """Flag X's samples that named this face X (samples_matching). gallery.embeddings()
+    leaves flagged samples out, so the recognizer no longer matches this face to X;
+    nothing is deleted, and the People page can unflag them."""
+    chosen, _usable = samples_matching(gallery, embedder, event, bar)
+    for face_id in chosen:
         gallery.flag_face(face_id)
-    return sorted(chosen)
+    return chosen
 
 
 def event_picture(source: str, box) -> QImage:
@@ -139,28 +152,31 @@ class EventsPage(LazyPage):
         self._generation = 0
         self.loaded = False
 
-        self.who = QComboBox()
-        self.who.setMinimumContentsLength(16)
+        self.who = named(QComboBox(), "Whose events")
+        self.who.setMinimumContentsLength(14)
+        self.who.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.who.addItem("Everyone", EVERYONE)
         self.who.addItem("Unknown faces", UNKNOWN_ONLY)
         self.who.currentIndexChanged.connect(self.refresh)
         # several stations share a gallery on a server: whose events
-        self.station = QComboBox()
+        self.station = named(QComboBox(), "Which station's events")
         self.station.setMinimumContentsLength(10)
         self.station.addItem("All stations", None)
         self.station.currentIndexChanged.connect(self.refresh)
-        self.use_from = QCheckBox("From")
-        self.from_date = _date_edit()
-        self.use_to = QCheckBox("to")
-        self.to_date = _date_edit()
+        self.station_label = QLabel("&Station:")
+        self.station_label.setBuddy(self.station)
+        self.use_from = named(QCheckBox("From"), "Only events from this date")
+        self.from_date = named(_date_edit(), "First day")
+        self.use_to = named(QCheckBox("to"), "Only events up to this date")
+        self.to_date = named(_date_edit(), "Last day")
         for check, edit in ((self.use_from, self.from_date), (self.use_to, self.to_date)):
             check.toggled.connect(edit.setEnabled)
             check.toggled.connect(self.refresh)
             edit.dateChanged.connect(self.refresh)
-        refresh_button = QPushButton("Refresh")
+        refresh_button = named(QPushButton("Refresh"), "Refresh the events")
         refresh_button.setToolTip("F5")
         refresh_button.clicked.connect(self.refresh)
-        self.export_button = QPushButton("Export CSV…")
+        self.export_button = named(QPushButton("Export CSV…"), "Export the events to CSV")
         self.export_button.setToolTip("Ctrl+E")
         self.export_button.clicked.connect(lambda: self.export_csv())
         self.not_action = QAction("This was not…", self)
@@ -170,51 +186,60 @@ class EventsPage(LazyPage):
         self.addAction(self.not_action)
         self.not_button = QPushButton("This was not…")
         self.not_button.clicked.connect(self.not_action.trigger)
+        self.details = named(QCheckBox("Show scores"), "Show the match scores")
+        self.details.setToolTip("Add a column with each face's similarity to the nearest "
+                                "enrolled person (for checking the settings)")
+        self.details.toggled.connect(self._show_columns)
 
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Who:"))
-        row.addWidget(self.who)
-        row.addWidget(QLabel("Station:"))
-        row.addWidget(self.station)
-        row.addSpacing(12)
-        row.addWidget(self.use_from)
-        row.addWidget(self.from_date)
-        row.addWidget(self.use_to)
-        row.addWidget(self.to_date)
-        row.addStretch(1)
-        row.addWidget(self.not_button)
-        row.addWidget(refresh_button)
-        row.addWidget(self.export_button)
+        who_label = QLabel("&Who:")
+        who_label.setBuddy(self.who)
+        self.station_pair = pair(self.station_label, self.station)
+        row = flow(pair(who_label, self.who), self.station_pair,
+                   pair(self.use_from, self.from_date, self.use_to, self.to_date),
+                   pair(refresh_button, self.export_button))
 
-        self.table = QTableWidget(0, 7)
-        self.table.setHorizontalHeaderLabels(["Time", "Face", "Who", "Score", "Why", "Source",
-                                              "Station"])
+        self.table = named(QTableWidget(0, len(HEADERS)), "Events")
+        self.table.setHorizontalHeaderLabels(HEADERS)
         self.table.setIconSize(QSize(THUMB, THUMB))
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 8)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.table.addAction(self.not_action)
         self.table.itemSelectionChanged.connect(self._update_not_action)
         self.table.cellDoubleClicked.connect(self.open_selected)
-        self.table.setToolTip("Double-click an event to see the photo or video frame it "
-                              "came from")
+        self.table.setToolTip("Double-click an event (or press Enter) to see the photo or "
+                              "video frame it came from")
+        open_action = QAction("Show the photo", self.table)
+        open_action.setShortcut(QKeySequence(Qt.Key.Key_Return))
+        open_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        open_action.triggered.connect(lambda: self.open_selected())
+        self.table.addAction(open_action)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
-        self.table.setColumnWidth(1, THUMB + 16)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
-        self.table.setColumnWidth(2, 200)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(TIME, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(FACE, QHeaderView.ResizeMode.Fixed)
+        self.table.setColumnWidth(FACE, THUMB + 16)
+        for column, width in ((WHO, 170), (SOURCE, 200), (STATION, 120), (SCORE, 70)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(column, width)
+        header.setSectionResizeMode(WHY, QHeaderView.ResizeMode.Stretch)
         self.count_label = muted()
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.not_button)
+        bottom.addWidget(self.count_label, 1)
+        bottom.addWidget(self.details)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(row)
+        layout.addWidget(row)
         layout.addWidget(self.table, 1)
-        layout.addWidget(self.count_label)
+        layout.addLayout(bottom)
+        self.stations: list[str] = []
+        self._show_columns()
 
         state.events_changed.connect(self.changed)
         state.gallery_changed.connect(self._gallery_changed)
@@ -241,7 +266,16 @@ class EventsPage(LazyPage):
         if index >= 0:
             self.who.setCurrentIndex(index)
 
+    def _show_columns(self, *_) -> None:
+        """Station only where several stations share the log; scores on request."""
+        several = len(self.stations) > 1
+        self.table.setColumnHidden(STATION, not several)
+        self.station_pair.setVisible(several)
+        self.table.setColumnHidden(SCORE, not self.details.isChecked())
+
     def _stations_loaded(self, stations: list[str]) -> None:
+        self.stations = list(stations)
+        self._show_columns()
         known = [self.station.itemData(i) for i in range(1, self.station.count())]
         if known == stations:
             return
@@ -308,14 +342,15 @@ class EventsPage(LazyPage):
                 who.setForeground(unknown)
             score = QTableWidgetItem("" if e.score is None else f"{e.score:.3f}")
             score.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            why = QTableWidgetItem(explain(e.reason, e.nearest, e.score, e.runner_up,
-                                           e.runner_up_score))
+            why = QTableWidgetItem(why_text(e.reason, e.nearest, e.runner_up)
+                                   or ("recognised" if row.who else ""))
             why.setToolTip(why.text())
-            source = QTableWidgetItem(e.source)
+            source = QTableWidgetItem(short_source(e.source))
             where = f" (face at {', '.join(f'{v:.0f}' for v in e.box)})" if e.box else ""
             source.setToolTip(e.source + where)
-            for c, item in enumerate((when, face, who, score, why, source,
-                                      QTableWidgetItem(e.station))):
+            items = {TIME: when, FACE: face, WHO: who, WHY: why, SOURCE: source,
+                     STATION: QTableWidgetItem(e.station), SCORE: score}
+            for c, item in items.items():
                 self.table.setItem(r, c, item)
         shown = f"{len(rows)} event(s) shown"
         if len(rows) >= LIMIT:
@@ -338,15 +373,14 @@ class EventsPage(LazyPage):
 
     def _show_picture(self, event, picture: QImage) -> None:
         dialog = QDialog(self)
-        dialog.setWindowTitle(f"{event.name or 'Unknown'} · {event.source}")
+        dialog.setWindowTitle(f"{event.name or 'Unknown'} · {short_source(event.source)}")
         label = QLabel()
         label.setPixmap(QPixmap.fromImage(picture).scaled(
             900, 700, Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.SmoothTransformation))
         layout = QVBoxLayout(dialog)
         layout.addWidget(label)
-        why = explain(event.reason, event.nearest, event.score, event.runner_up,
-                      event.runner_up_score)
+        why = why_text(event.reason, event.nearest, event.runner_up)
         layout.addWidget(QLabel(f"{event.time.astimezone():%Y-%m-%d %H:%M:%S} · "
                                 f"{event.name or 'Unknown'}" + (f" · {why}" if why else "")))
         self.picture_dialog = dialog  # tests look at it
@@ -363,7 +397,11 @@ class EventsPage(LazyPage):
         usable = named and row.event.has_thumbnail and self.state.is_ready
         text = f"This was not {row.who}…" if named else "This was not…"
         self.not_action.setText(text)
-        self.not_button.setText(text)
+        # a long name is elided: the button keeps its size, the tooltip has it whole
+        short = QFontMetrics(self.not_button.font()).elidedText(
+            row.who, Qt.TextElideMode.ElideRight, NAME_ROOM) if named else ""
+        self.not_button.setText(f"This was not {short}…" if named else text)
+        self.not_button.setAccessibleName(text.rstrip("…"))
         self.not_action.setEnabled(usable)
         self.not_button.setEnabled(usable)
         if usable:
@@ -373,18 +411,15 @@ class EventsPage(LazyPage):
                    "be found: check the person's samples on the People page")
         else:
             tip = "Select an event that names a person"
-        self.not_button.setToolTip(tip)
+        self.not_button.setToolTip(f"{text}\n{tip}" if named else tip)
 
     def not_this_person(self) -> None:
+        """Flag the samples of the person named that matched this face (asked first;
+        asked louder when they are the person's last usable ones)."""
         row = self.selected_row()
         if row is None or row.who is None or not self.not_action.isEnabled():
             return
         name = row.who
-        if not dialogs.confirm(self, f"This was not {name}",
-                               f"Stop using {name}'s samples that match this face? They are "
-                               "flagged, not deleted: they stay on the People page, where "
-                               "they can be unflagged.", "Flag samples"):
-            return
         state, event = self.state, row.event
         embedder, gallery = state.pipeline.embedder, state.gallery
         # a pairwise false accept rate of 1%: every sample that could name this face at
@@ -397,13 +432,40 @@ class EventsPage(LazyPage):
         if rule is not None and rule.runner_up_weight == 0:
             bar = min(bar, rule.threshold)
 
-        def done(flagged: list[int]) -> None:
-            state.message.emit(f"Flagged {len(flagged)} of {name}'s samples as not matching "
-                               "this face; they are no longer used.")
-            state.gallery_changed.emit()
+        def found(result) -> None:
+            chosen, usable = result
+            if not chosen:
+                state.message.emit(f"None of {name}'s samples matched this face.")
+                return
+            n = len(chosen)
+            if n >= usable:
+                text = (f"{'These are' if n > 1 else 'This is'} {name}'s last usable "
+                        f"sample{'s' if n > 1 else ''}: once flagged, {name} is no longer "
+                        "recognised until photos are added or a sample is unflagged on the "
+                        "People page. Flag anyway?")
+                action = "Stop recognising " + name
+            else:
+                text = (f"Stop using {n} of {name}'s {usable} samples that match this face? "
+                        "They are flagged, not deleted: they stay on the People page, where "
+                        "they can be unflagged.")
+                action = "Flag samples"
+            if not dialogs.confirm(self, f"This was not {name}", text, action):
+                return
 
-        state.run(lambda job: flag_wrong_match(gallery, embedder, event, bar), done,
-                  what=f"Flagging {name}'s samples")
+            def flag(job) -> list[int]:
+                for face_id in chosen:
+                    gallery.flag_face(face_id)
+                return chosen
+
+            def done(flagged: list[int]) -> None:
+                state.message.emit(f"Flagged {len(flagged)} of {name}'s samples as not "
+                                   "matching this face; they are no longer used.")
+                state.gallery_changed.emit()
+
+            state.run(flag, done, what=f"Flagging {name}'s samples")
+
+        state.run(lambda job: samples_matching(gallery, embedder, event, bar), found,
+                  what=f"Finding {name}'s samples that match this face")
 
     # -- export ----------------------------------------------------------------------------
     def export_csv(self, path: str | None = None) -> None:

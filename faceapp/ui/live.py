@@ -22,12 +22,12 @@ from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtGui import QImage
 
 from ..core.detect import Face
-from ..core.identify import explain
 from ..core.recognize import Recognizer
 from ..core.sources import (CameraSource, Frame, FrameSource, ImageFolderSource,
                             VideoFileSource, open_source)
 from .images import shrink, to_qimage
 from .jobs import describe
+from .words import why_text
 
 _STUCK: list = []  # workers still running when their window closed
 
@@ -42,11 +42,12 @@ class FaceOverlay:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
     label: str  # "Alice", "Unknown", ...
     kind: str  # KNOWN, UNKNOWN, UNCLEAR (live) or ACCEPTED, WAITING (capture)
-    score: float | None = None
-    hint: str = ""  # a quality remark a person can act on
+    score: float | None = None  # the score the decision compared with `bar`
+    hint: str = ""  # a quality remark a person can act on, or why nobody was named
     person_id: int | None = None
     track_id: int = -1
     face: Face | None = None  # the detection, to enroll this face from a click
+    bar: float | None = None  # the threshold `score` was compared with
 
 
 @dataclass
@@ -61,6 +62,8 @@ class LiveFrame:
     index: int
     path: str | None = None
     extra: object = None  # what the analyser adds (the capture's progress)
+    position: float | None = None  # a video file's media time of this frame (seconds)
+    duration: float | None = None  # and its length, when known
 
 
 class Analyzer(Protocol):
@@ -92,12 +95,12 @@ class RecognizeAnalyzer:
         result = self.recognizer.process(frame.image, source=frame.where, track=track,
                                          path=frame.path or frame.media)
         overlays = []
+        rule = self.recognizer.identifier.rule
         for found in result.faces:
             decision = found.decision
             if found.quality is not None:  # assessed this frame; else keep the last hint
                 reasons = found.quality.reasons
-                self._hints[found.track_id] = (reasons[0] if reasons else
-                                               f"quality {found.quality.score:.0%}")
+                self._hints[found.track_id] = reasons[0] if reasons else ""
             hint = self._hints.get(found.track_id, "")
             if decision.known:
                 kind, label = KNOWN, self._name(decision.person_id)
@@ -105,16 +108,20 @@ class RecognizeAnalyzer:
                 kind, label = UNCLEAR, "Unclear"
             else:  # say why, and who was nearest
                 kind, label = UNKNOWN, "Unknown"
-                hint = explain(decision.reason,
-                               self._name(decision.nearest_id) if decision.nearest_id else None,
-                               decision.score,
-                               self._name(decision.runner_up_id) if decision.runner_up_id
-                               else None, decision.runner_up) or hint
+                hint = why_text(decision.reason,
+                                self._name(decision.nearest_id) if decision.nearest_id
+                                else None,
+                                self._name(decision.runner_up_id) if decision.runner_up_id
+                                else None) or hint
+            # the score the decision compared with the threshold (not the plain
+            # similarity): what a person asking for the figures should see
+            score = None
+            if decision.reason not in ("poor quality", "track vote", "no gallery"):
+                score = rule.decision_score(decision.score, decision.runner_up)
             overlays.append(FaceOverlay(
                 box=tuple(float(v) for v in found.face.box), label=label, kind=kind,
-                score=decision.score if decision.reason != "poor quality" else None,
-                hint=hint, person_id=decision.person_id, track_id=found.track_id,
-                face=found.face))
+                score=score, hint=hint, person_id=decision.person_id,
+                track_id=found.track_id, face=found.face, bar=rule.threshold))
         live_tracks = {o.track_id for o in overlays}
         self._hints = {t: h for t, h in self._hints.items() if t in live_tracks}
         events = self.recognizer.events
@@ -147,11 +154,15 @@ class LiveWorker(QThread):
     ended = Signal(str)  # a file or folder came to its end
 
     def __init__(self, make_source: Callable[[], FrameSource],
-                 make_analyzer: Callable[[], Analyzer], parent=None):
+                 make_analyzer: Callable[[], Analyzer], parent=None,
+                 start_at: float | None = None):
         super().__init__(parent)
         self._make_source = make_source
         self._make_analyzer = make_analyzer
         self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._seek_lock = threading.Lock()
+        self._seek_to: float | None = start_at
         self._display_free = threading.Semaphore(1)
         self.frames = 0
 
@@ -163,6 +174,22 @@ class LiveWorker(QThread):
     def frame_shown(self) -> None:
         """The GUI painted the last frame: the next may come."""
         self._display_free.release()
+
+    def pause(self, paused: bool) -> None:
+        """Hold a video file on its frame (or go on); other sources ignore it."""
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def seek(self, seconds: float) -> None:
+        """Show a video file's frame at this media time next (paused or not)."""
+        with self._seek_lock:
+            self._seek_to = max(0.0, float(seconds))
 
     # -- worker thread ----------------------------------------------------------------------
     def run(self) -> None:
@@ -184,8 +211,21 @@ class LiveWorker(QThread):
 
     def _loop(self, source: FrameSource, analyzer: Analyzer) -> None:
         track = source.is_live or isinstance(source, VideoFileSource)  # folders: stills
-        fps, last = 0.0, None
+        video = source if isinstance(source, VideoFileSource) else None
+        fps, last, was_paused = 0.0, None, False
         while not self._stop.is_set():
+            with self._seek_lock:
+                seek, self._seek_to = self._seek_to, None
+            if video is not None and seek is not None:
+                video.seek(seek)
+                last = None
+            elif video is not None and self._paused.is_set():
+                was_paused = True
+                self._stop.wait(0.03)  # hold the frame on screen
+                continue
+            if was_paused and video is not None:
+                video.resume_clock()
+                was_paused, last = False, None
             frame = source.read()
             if frame is None:
                 self.ended.emit(f"{source.label}: end")
@@ -204,7 +244,9 @@ class LiveWorker(QThread):
                 self.frame_ready.emit(LiveFrame(
                     image=to_qimage(small), scale=scale, rgb=frame.image, overlays=overlays,
                     timings_ms=timings, fps=fps, source=source.label, index=frame.index,
-                    path=frame.path, extra=extra))
+                    path=frame.path, extra=extra,
+                    position=frame.timestamp if video is not None else None,
+                    duration=video.duration if video is not None else None))
 
     def _wait_for_display(self, live: bool) -> bool:
         if live:
@@ -234,9 +276,10 @@ class VideoSession(QObject):
         return self.worker is not None
 
     def start(self, make_source: Callable[[], FrameSource],
-              make_analyzer: Callable[[], Analyzer]) -> None:
+              make_analyzer: Callable[[], Analyzer], start_at: float | None = None) -> None:
+        """start_at: a video file's media time to begin at (seconds)."""
         self.stop()
-        worker = LiveWorker(make_source, make_analyzer)
+        worker = LiveWorker(make_source, make_analyzer, start_at=start_at)
         worker.frame_ready.connect(lambda frame, w=worker: self._frame(w, frame))
         worker.failed.connect(lambda text, w=worker: self._end(w, self.failed, text))
         worker.ended.connect(lambda text, w=worker: self._end(w, self.ended, text))
@@ -244,6 +287,18 @@ class VideoSession(QObject):
         self.worker = worker
         worker.start()
         self.running_changed.emit(True)
+
+    @property
+    def paused(self) -> bool:
+        return self.worker is not None and self.worker.paused
+
+    def pause(self, paused: bool) -> None:
+        if self.worker is not None:
+            self.worker.pause(paused)
+
+    def seek(self, seconds: float) -> None:
+        if self.worker is not None:
+            self.worker.seek(seconds)
 
     def stop(self) -> None:
         worker, self.worker = self.worker, None

@@ -8,19 +8,34 @@ import time
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton,
-                               QSizePolicy, QStyle, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton,
+                               QSizePolicy, QSlider, QStyle, QToolButton, QVBoxLayout, QWidget)
 
-from ..core.sources import list_cameras
+from ..core.sources import VideoFileSource, list_cameras, open_source
 from . import dialogs
 from .live import KNOWN, UNKNOWN, LiveFrame, RecognizeAnalyzer, VideoSession, make_source
 from .state import AppState
 from .video_view import VideoView
-from .widgets import muted
+from .widgets import muted, named
 
 CAMERA_ITEM = re.compile(r"^Camera (\d+)$")
 PLACEHOLDER = ("No video.\n\nChoose a camera, a video file, a folder of photos or a stream "
                "address above, then press Start (Space).")
+
+
+def clock(seconds: float | None) -> str:
+    """Media time as a person reads it: 1:05, 1:02:03."""
+    total = int(seconds or 0)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def is_video_file(spec: str) -> bool:
+    try:
+        return isinstance(open_source(spec), VideoFileSource)
+    except Exception:
+        return False
 
 
 def has_password(spec: str) -> bool:
@@ -36,6 +51,7 @@ class LivePage(QWidget):
 
     folder_fps: float | None = 1.0  # photos of a folder are shown one a second
     loop_videos = False
+    stats_detail = ""  # the time each stage of the last frame took (a tooltip)
     frames_shown = 0  # since the window opened (the soak test and --live's summary)
     first_frame_at: float | None = None  # time.monotonic() of the first one
 
@@ -48,37 +64,66 @@ class LivePage(QWidget):
         self.video.ended.connect(self._ended)
         self.video.running_changed.connect(self._running_changed)
         self.current_frame: LiveFrame | None = None
+        self.frozen = False  # a face's menu is open: the frame on screen stays
+        self.playing_video = False  # the running source is a video file (pause, seek)
+        self._resume: tuple[str, float] | None = None  # a stopped video: (spec, seconds)
+        self._running_spec = ""
         self.names_seen: set[str] = set()
         self._events_note = 0.0
         self._cameras_looked_for = False
 
-        self.source_box = QComboBox()
+        self.source_box = named(QComboBox(), "Source")
         self.source_box.setEditable(True)
         self.source_box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.source_box.lineEdit().setPlaceholderText(
             "Camera number, video file, folder of photos or rtsp:// address")
         self.source_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.source_box.setMinimumContentsLength(30)
+        self.source_box.setMinimumContentsLength(12)
+        self.source_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         # the last source used, else the default camera chosen in Settings
         self.source_box.setEditText(state.settings.last_source or
                                     f"Camera {state.settings.camera_index}")
         self.source_box.lineEdit().returnPressed.connect(self.start)
 
         style = self.style()
-        video_button = QPushButton("Video file…")
+        video_button = named(QPushButton("Video file…"), "Choose a video file")
         video_button.clicked.connect(self.choose_video)
-        folder_button = QPushButton("Photo folder…")
+        folder_button = named(QPushButton("Photo folder…"), "Choose a folder of photos")
         folder_button.clicked.connect(self.choose_folder)
-        cameras_button = QToolButton()
+        cameras_button = named(QToolButton(), "Look for cameras again")
         cameras_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_BrowserReload))
         cameras_button.setToolTip("Look for cameras again")
         cameras_button.clicked.connect(lambda: self.find_cameras(asked=True))
-        self.start_button = QPushButton()
-        self.start_button.setMinimumWidth(110)
+        self.start_button = named(QPushButton(), "Start or stop the video")
+        self.start_button.setMinimumWidth(96)
         self.start_button.clicked.connect(self.toggle)
 
+        # a video file: pause, and a position to go to
+        self.pause_button = named(QToolButton(), "Pause or play the video file")
+        self.pause_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.position = named(QSlider(Qt.Orientation.Horizontal), "Position in the video")
+        self.position.setRange(0, 0)
+        self.position.setToolTip("Drag (or use the arrow keys) to go to another moment "
+                                 "of the video")
+        self.position.setPageStep(10_000)
+        self.position.setSingleStep(5_000)
+        self.position.sliderReleased.connect(self._seek_to_slider)
+        self.position.actionTriggered.connect(self._slider_action)
+        self.time_label = QLabel("")
+        self.seek_row = QWidget()
+        seek_layout = QHBoxLayout(self.seek_row)
+        seek_layout.setContentsMargins(0, 0, 0, 0)
+        seek_layout.addWidget(self.pause_button)
+        seek_layout.addWidget(self.position, 1)
+        seek_layout.addWidget(self.time_label)
+        self.seek_row.hide()
+
+        source_label = QLabel("&Source:")
+        source_label.setBuddy(self.source_box)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Source:"))
+        row.addWidget(source_label)
         row.addWidget(self.source_box, 1)
         row.addWidget(cameras_button)
         row.addWidget(video_button)
@@ -90,14 +135,23 @@ class LivePage(QWidget):
         self.view.face_clicked.connect(self._face_clicked)
         self.faces_label = QLabel("")
         self.faces_label.setTextFormat(Qt.TextFormat.RichText)
+        self.faces_label.setWordWrap(True)
+        self.show_scores = named(QCheckBox("Show scores"), "Show the match scores")
+        self.show_scores.setToolTip("Beside each name: the score the decision used, and the "
+                                    "score it had to reach (see Settings)")
+        self.show_scores.toggled.connect(self._scores_toggled)
         tip = muted("Green: a person in the gallery. Orange: unknown. Grey: too unclear to "
                     "tell. Click a face to enroll it.")
+        bottom = QHBoxLayout()
+        bottom.addWidget(tip, 1)
+        bottom.addWidget(self.show_scores, 0, Qt.AlignmentFlag.AlignTop)
 
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.seek_row)
         layout.addWidget(self.faces_label)
-        layout.addWidget(tip)
+        layout.addLayout(bottom)
 
         state.video_claimed.connect(self._video_claimed)
         state.ready_changed.connect(self._update_buttons)
@@ -168,6 +222,39 @@ class LivePage(QWidget):
         else:
             self.start()
 
+    def play_pause(self) -> None:
+        """Space: pause or play a video file; start or stop anything else."""
+        if self.is_running and self.playing_video:
+            self.toggle_pause()
+        else:
+            self.toggle()
+
+    @property
+    def paused(self) -> bool:
+        return self.video.paused
+
+    def toggle_pause(self) -> None:
+        self.set_paused(not self.paused)
+
+    def set_paused(self, paused: bool) -> None:
+        if not (self.is_running and self.playing_video):
+            return
+        self.video.pause(paused)
+        self._update_buttons()
+        self.state.message.emit("Paused: Space plays on" if paused else "Playing")
+
+    def seek(self, seconds: float) -> None:
+        """Go to this moment of the video file being played (paused or not)."""
+        if self.is_running and self.playing_video:
+            self.video.seek(seconds)
+
+    def _seek_to_slider(self) -> None:
+        self.seek(self.position.sliderPosition() / 1000.0)
+
+    def _slider_action(self, _action) -> None:
+        if not self.position.isSliderDown():  # keys and clicks on the groove
+            self.seek(self.position.sliderPosition() / 1000.0)
+
     def start(self) -> None:
         spec = self.current_spec()
         if not self.state.is_ready:
@@ -183,17 +270,29 @@ class LivePage(QWidget):
         camera_size = state.settings.camera_size()
         self.names_seen.clear()
         self.current_frame = None
+        self.frozen = False
         self.view.set_frame(None)
         self.view.set_placeholder(f"Opening {spec}…")
         self.faces_label.setText("")
+        self.playing_video = is_video_file(spec)
+        # a video stopped part-way goes on from there (its end: from the start)
+        start_at = self._resume[1] if self._resume and self._resume[0] == spec else None
+        self._resume = None
+        self._running_spec = spec
+        self.position.setRange(0, 0)
+        self.time_label.setText("")
         self.video.start(lambda: make_source(spec, folder_fps=folder_fps, loop=loop,
                                              camera_size=camera_size),
-                         lambda: RecognizeAnalyzer(pipeline, gallery, lambda: state.options))
+                         lambda: RecognizeAnalyzer(pipeline, gallery, lambda: state.options),
+                         start_at=start_at)
         if not has_password(spec):
             state.settings.last_source = spec
         state.message.emit(f"Started {spec}")
 
     def stop(self) -> None:
+        if self.is_running and self.playing_video and self.current_frame is not None \
+                and self.current_frame.position is not None:
+            self._resume = (self._running_spec, self.current_frame.position)
         self.video.stop()
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
@@ -205,6 +304,10 @@ class LivePage(QWidget):
 
     # -- from the worker ---------------------------------------------------------------------
     def _show(self, frame: LiveFrame) -> None:
+        if self.frozen:  # a face's menu is open over this frame: keep it
+            return
+        if frame.position is not None:
+            self._show_position(frame)
         if not self.frames_shown:
             self.first_frame_at = time.monotonic()
         self.frames_shown += 1
@@ -214,21 +317,40 @@ class LivePage(QWidget):
         self.faces_label.setText(self._faces_text(frame))
         stages = " · ".join(f"{stage} {ms:.0f} ms" for stage, ms in frame.timings_ms.items())
         note = f" · {frame.extra}" if isinstance(frame.extra, str) else ""
-        self.stats_changed.emit(f"{frame.fps:.1f} fps · {stages}{note}")
+        self.stats_detail = f"{frame.fps:.1f} fps · {stages}"
+        self.stats_changed.emit(f"{frame.fps:.1f} frames a second{note}")
         now = time.monotonic()
         if frame.overlays and now - self._events_note > 2.0:
             self._events_note = now
             self.state.events_changed.emit()  # the recognizer may have logged some
 
-    @staticmethod
-    def _faces_text(frame: LiveFrame) -> str:
+    def _show_position(self, frame: LiveFrame) -> None:
+        duration = frame.duration or 0.0
+        if not self.position.isSliderDown():
+            self.position.blockSignals(True)
+            self.position.setRange(0, int(duration * 1000))
+            self.position.setValue(int(frame.position * 1000))
+            self.position.blockSignals(False)
+        self.time_label.setText(f"{clock(frame.position)} / {clock(duration)}"
+                                if duration else clock(frame.position))
+
+    def _scores_toggled(self, on: bool) -> None:
+        self.view.show_scores = on
+        self.view.update()
+        if self.current_frame is not None:
+            self.faces_label.setText(self._faces_text(self.current_frame))
+
+    def _faces_text(self, frame: LiveFrame) -> str:
         if not frame.overlays:
             return f"<b>{frame.source}</b>: no face in view"
         parts = []
         for o in frame.overlays:
             colour = {KNOWN: "#1e8449", UNKNOWN: "#d35400"}.get(o.kind, "#707070")
-            score = f" {o.score:.2f}" if o.score is not None else ""
-            parts.append(f"<span style='color:{colour}'><b>{o.label}</b>{score}</span>")
+            score = ""
+            if self.show_scores.isChecked() and o.score is not None:
+                score = f" {o.score:.2f}" + (f" / {o.bar:.2f}" if o.bar is not None else "")
+            why = f" ({o.hint})" if o.kind == UNKNOWN and o.hint else ""
+            parts.append(f"<span style='color:{colour}'><b>{o.label}</b>{score}</span>{why}")
         return f"<b>{frame.source}</b>: " + ", ".join(parts)
 
     def _failed(self, text: str) -> None:
@@ -236,6 +358,7 @@ class LivePage(QWidget):
         self.state.error.emit(text)
 
     def _ended(self, text: str) -> None:
+        self._resume = None  # the next Start plays it from the beginning
         self.state.events_changed.emit()
         self.state.message.emit(f"{text}; the last frame stays on screen")
 
@@ -246,6 +369,15 @@ class LivePage(QWidget):
 
     def _update_buttons(self) -> None:
         style = self.style()
+        video = self.is_running and self.playing_video
+        self.seek_row.setVisible(video)
+        if video and self.paused:
+            self.pause_button.setText("Play")
+            self.pause_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+        else:
+            self.pause_button.setText("Pause")
+            self.pause_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause))
+        self.pause_button.setToolTip("Pause or play the video file (Space)")
         if self.is_running:
             self.start_button.setText("Stop")
             self.start_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop))
@@ -253,21 +385,35 @@ class LivePage(QWidget):
             self.start_button.setText("Start")
             self.start_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
         self.start_button.setEnabled(self.state.is_ready or self.is_running)
-        self.start_button.setToolTip("Start or stop the video (Space)")
+        self.start_button.setToolTip("Start or stop the video (Space; a video file: Space "
+                                     "pauses)")
         self.running_changed.emit(self.is_running)
 
     # -- enrolling from the video --------------------------------------------------------------
     def _face_clicked(self, overlay, position) -> None:
+        """A menu for the face clicked; the frame stays still while it (and the questions
+        after it) are open, so the face does not walk away from under it."""
         frame = self.current_frame
         if frame is None or overlay.face is None or not self.state.is_ready:
             return
-        menu = QMenu(self)
+        was_paused = self.paused
+        self.frozen = True
+        self.video.pause(True)  # a video file waits; a camera's new frames are not shown
+        try:
+            self._face_menu(frame, overlay, position)
+        finally:
+            self.frozen = False
+            if not was_paused:
+                self.video.pause(False)
+
+    def _face_menu(self, frame: LiveFrame, overlay, position) -> None:
+        self.face_menu = menu = QMenu(self)
         same = None
         if overlay.kind == KNOWN:
             same = menu.addAction(f"Add this face to {overlay.label}")
         new = menu.addAction("Enroll as a new person…")
         existing = menu.addAction("Add to an existing person…")
-        chosen = menu.exec(position)
+        chosen = dialogs.popup(menu, position)
         if chosen is None:
             return
         if chosen is same:

@@ -27,7 +27,13 @@ SHORTCUTS = """
 <table cellspacing=4>
 <tr><td><b>Ctrl+1 … Ctrl+6</b></td><td>Live, Enroll, People, Unknown people, Events,
 Settings</td></tr>
-<tr><td><b>Space</b></td><td>start / stop the video (Live page)</td></tr>
+<tr><td><b>Tab, Shift+Tab</b></td><td>move between the controls of a page; Alt + the
+underlined letter goes to a field</td></tr>
+<tr><td><b>Space</b></td><td>start / stop the video (Live page); a video file: pause and
+play</td></tr>
+<tr><td><b>Left, Right</b></td><td>on the video's position bar: back / forward 5 seconds
+</td></tr>
+<tr><td><b>Enter</b></td><td>show the photo an event came from (Events page)</td></tr>
 <tr><td><b>Ctrl+I</b></td><td>import photos of a person</td></tr>
 <tr><td><b>Ctrl+Shift+I</b></td><td>import a folder of people</td></tr>
 <tr><td><b>Ctrl+E</b></td><td>export the events to CSV</td></tr>
@@ -38,6 +44,27 @@ Settings</td></tr>
 <tr><td><b>F5</b></td><td>refresh the page</td></tr>
 <tr><td><b>Ctrl+Q</b></td><td>quit</td></tr>
 </table>
+"""
+
+
+GETTING_STARTED = """
+<h3>Getting started</h3>
+<ol>
+<li><b>Enroll people</b> (Ctrl+2): a few clear photos of each person, a folder with one
+sub-folder per person, or a guided capture in front of the camera.</li>
+<li><b>Watch</b> (Ctrl+1): choose a camera, a video file or a folder of photos and press
+Start. Known people get a green box with their name; strangers an orange one.
+Click a face to enroll it.</li>
+<li><b>Name the strangers</b> (Ctrl+4): faces nobody was recognised as are grouped by
+person on the Unknown people page; name a group to enroll them.</li>
+<li><b>Check the log</b> (Ctrl+5): who was seen, when and where. If someone was named
+wrongly, select the event and press "This was not …".</li>
+<li><b>Choose how careful</b> (Ctrl+6): in Settings, choose how many strangers may be
+mistaken for someone enrolled. Fewer mistakes means enrolled people are missed more
+often.</li>
+</ol>
+<p>Everything stays on this computer. Face pictures are personal data: keep only what you
+need, and tell people they are being recognised.</p>
 """
 
 
@@ -72,6 +99,7 @@ class MainWindow(QMainWindow):
         ]
 
         self.sidebar = QListWidget()
+        self.sidebar.setAccessibleName("Pages")
         self.sidebar.setIconSize(QSize(20, 20))
         self.sidebar.setFixedWidth(150)
         self.sidebar.setSpacing(2)
@@ -110,13 +138,15 @@ class MainWindow(QMainWindow):
         self.state.error.connect(self.show_error)
         self.state.message.connect(self._note)
         self.state.ready_changed.connect(self._ready_changed)
-        self.live.stats_changed.connect(self.perf_label.setText)
+        self.live.stats_changed.connect(self._show_stats)
         self.live.running_changed.connect(self._update_actions)
 
-        self.setMinimumSize(900, 600)
+        self.setMinimumSize(640, 480)  # a 1024 x 768 screen at 150% leaves 683 x 512
         geometry = settings.geometry
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1280, 820)
+            screen = self.screen().availableGeometry() if self.screen() else None
+            self.resize(min(1280, screen.width()) if screen else 1280,
+                        min(820, screen.height()) if screen else 820)
         self.show_page(0)
         self.state.load()
 
@@ -150,7 +180,8 @@ class MainWindow(QMainWindow):
                          f"Ctrl+{i + 1}")
 
         live_menu = bar.addMenu("&Video")
-        self.start_stop_action = self._action(live_menu, "Start / stop", self._start_stop,
+        self.start_stop_action = self._action(live_menu, "Start / stop (a video file: "
+                                              "pause / play)", self._start_stop,
                                               Qt.Key.Key_Space)
         self._action(live_menu, "Look for cameras", self.live.find_cameras)
 
@@ -163,7 +194,16 @@ class MainWindow(QMainWindow):
 
         go_menu.addSeparator()
         self._action(go_menu, "Refresh", self._refresh, QKeySequence.StandardKey.Refresh)
-        self._action(bar.addMenu("&Help"), "Keyboard shortcuts", self._show_shortcuts)
+        self.help_menu = bar.addMenu("&Help")
+        self._action(self.help_menu, "Getting started", self._show_getting_started,
+                     QKeySequence.StandardKey.HelpContents)
+        self._action(self.help_menu, "Keyboard shortcuts", self._show_shortcuts)
+        self.help_menu.addSeparator()
+        self._action(self.help_menu, "About faceapp", self._show_about)
+
+    def _show_stats(self, text: str) -> None:
+        self.perf_label.setText(text)
+        self.perf_label.setToolTip(self.live.stats_detail)
 
     def _update_actions(self, *_) -> None:
         self.start_stop_action.setEnabled(self.stack.currentWidget() is self.live)
@@ -185,7 +225,7 @@ class MainWindow(QMainWindow):
 
     def _start_stop(self) -> None:
         if self.stack.currentWidget() is self.live:
-            self.live.toggle()
+            self.live.play_pause()
 
     def _import_photos(self) -> None:
         self.show_page(1)
@@ -227,8 +267,51 @@ class MainWindow(QMainWindow):
         elif page is self.unknowns:
             self.unknowns.refresh()
 
+    def shortcuts_text(self) -> str:
+        return SHORTCUTS
+
+    def about_text(self) -> str:
+        """Versions, and each model's purpose and licence (from the packs' manifests)."""
+        import platform
+
+        import PySide6
+        from PySide6.QtCore import qVersion
+
+        from .. import __version__
+        from ..core.models import available_packs
+        from .words import MODEL_ROLES
+
+        rows = []
+        for pack in available_packs():
+            manifest = pack.manifest
+            role = MODEL_ROLES.get(pack.name, (None, ""))[0]
+            what = "Face finder" if pack.task == "detector" else f"{role or 'Face'} model"
+            provenance = manifest.get("provenance", {})
+            origin = provenance.get("weights", "")
+            if not origin and isinstance(provenance.get("source"), dict):
+                origin = provenance["source"].get("licence", "")
+            rows.append(f"<tr><td>{what}</td><td>{pack.name} {manifest.get('version', '')}"
+                        f"</td><td>{manifest.get('licence', 'unknown')}</td></tr>"
+                        + (f"<tr><td></td><td colspan=2><small>{origin}</small></td></tr>"
+                           if origin else ""))
+        return (f"<h3>faceapp {__version__}</h3>"
+                "<p>Enrolls people and recognises faces offline, on this computer.</p>"
+                f"<p>Python {platform.python_version()} · Qt {qVersion()} · PySide6 "
+                f"{PySide6.__version__}</p>"
+                "<p><b>Models and their licences</b></p><table cellspacing=4>"
+                + "".join(rows) + "</table>"
+                "<p><small>The models were measured on Labeled Faces in the Wild, a research "
+                "data set; check the terms of the faces they were trained on before "
+                "commercial use.</small></p>")
+
     def _show_shortcuts(self) -> None:
         QMessageBox.information(self, "Keyboard shortcuts", SHORTCUTS)
+
+    def _show_getting_started(self) -> None:
+        QMessageBox.information(self, "Getting started", GETTING_STARTED)
+
+    def _show_about(self) -> None:
+        QMessageBox.about(self, "About faceapp", self.about_text())
 
     # -- messages ----------------------------------------------------------------------------
     def _note(self, text: str) -> None:

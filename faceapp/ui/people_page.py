@@ -17,7 +17,7 @@ from ..core.index import FaceIndex
 from . import dialogs
 from .images import thumbnail
 from .state import AppState
-from .widgets import heading, muted
+from .widgets import flow, heading, muted
 
 PERSON_ID = Qt.ItemDataRole.UserRole + 1
 NAME = Qt.ItemDataRole.UserRole + 2
@@ -84,6 +84,7 @@ class PeoplePage(QWidget):
 
         # left: search and grid
         self.search = QLineEdit()
+        self.search.setAccessibleName("Search people")
         self.search.setPlaceholderText("Search people (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.model = QStandardItemModel(self)
@@ -93,6 +94,7 @@ class PeoplePage(QWidget):
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.search.textChanged.connect(self.proxy.setFilterFixedString)
         self.grid = QListView()
+        self.grid.setAccessibleName("People")
         self.grid.setModel(self.proxy)
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
@@ -136,21 +138,20 @@ class PeoplePage(QWidget):
         self.photos_button.setToolTip("The scanned photos this person appears in (Unknown "
                                       "people page: Scan a photo folder)")
         self.photos_button.clicked.connect(lambda: self.show_photos_of())
-        buttons = QHBoxLayout()
-        for button in (self.add_button, self.photos_button, self.rename_button,
-                       self.merge_button, self.delete_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
+        buttons = flow(self.add_button, self.photos_button, self.rename_button,
+                       self.merge_button, self.delete_button)
+        self.name_label.setWordWrap(True)
         about = QVBoxLayout()
         about.addWidget(self.name_label)
         about.addWidget(self.info_label)
         about.addStretch(1)
-        about.addLayout(buttons)
+        about.addWidget(buttons)
         top = QHBoxLayout()
         top.addWidget(self.portrait)
         top.addLayout(about, 1)
 
         self.samples = QListWidget()
+        self.samples.setAccessibleName("Samples of this person")
         self.samples.setViewMode(QListView.ViewMode.IconMode)
         self.samples.setResizeMode(QListView.ResizeMode.Adjust)
         self.samples.setMovement(QListView.Movement.Static)
@@ -172,12 +173,12 @@ class PeoplePage(QWidget):
         self.portrait_button.clicked.connect(lambda: self.use_as_portrait())
         self.samples.addActions([unflag, remove])
         self.samples.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        samples_row = QHBoxLayout()
-        samples_row.addWidget(QLabel("<b>Samples</b>, best first"))
-        samples_row.addStretch(1)
-        samples_row.addWidget(self.portrait_button)
-        samples_row.addWidget(self.unflag_button)
-        samples_row.addWidget(self.remove_button)
+        samples_title = QLabel("<b>Samples</b>, best first")
+        samples_title.setWordWrap(True)
+        samples_row = QVBoxLayout()
+        samples_row.addWidget(samples_title)
+        samples_row.addWidget(flow(self.portrait_button, self.unflag_button,
+                                   self.remove_button))
 
         self.detail = QWidget()
         right_layout = QVBoxLayout(self.detail)

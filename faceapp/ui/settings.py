@@ -10,14 +10,15 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from ..core.gallery import default_station
-from ..core.gallery_location import has_password, is_server_location
+from ..core.gallery import has_password, is_server_location
 from ..core.paths import default_gallery_path
-from ..core.operating import NAMED_POINTS
-from ..core.recognize import DEFAULT_EMBEDDER
+from ..core.operating import NAMED_POINTS, RATE_RANGE, one_in
+from ..core.models import DEFAULT_EMBEDDER
 
 THRESHOLD_LEVELS = (*NAMED_POINTS, "custom")  # strict, balanced, lenient, custom
 DEFAULT_LEVEL = "balanced"
-DEFAULT_CUSTOM = 0.92
+DEFAULT_CUSTOM = 500  # a custom point: about 1 stranger in this many named
+CUSTOM_RANGE = (one_in(RATE_RANGE[1]), one_in(RATE_RANGE[0]))  # 1 in 5 ... 1 in 2,000
 DEFAULT_MIN_FACE = 40
 MIN_FACE_RANGE = (20, 400)
 # What a camera is asked for (the driver may choose another size); None: its own default
@@ -61,21 +62,23 @@ class AppSettings:
         self._set("recognition/threshold", level)
 
     @property
-    def custom_threshold(self) -> float:
+    def custom_one_in(self) -> int:
+        """The custom point: about 1 stranger in this many gets a name (the same scale
+        as the named levels; a raw score is never asked for)."""
         try:
-            value = float(self._get("recognition/custom_cosine", DEFAULT_CUSTOM))
+            value = int(float(self._get("recognition/custom_one_in", DEFAULT_CUSTOM)))
         except (TypeError, ValueError):
             return DEFAULT_CUSTOM
-        return min(max(value, -1.0), 1.0)
+        return min(max(value, CUSTOM_RANGE[0]), CUSTOM_RANGE[1])
 
-    @custom_threshold.setter
-    def custom_threshold(self, value: float) -> None:
-        self._set("recognition/custom_cosine", float(value))
+    @custom_one_in.setter
+    def custom_one_in(self, value: int) -> None:
+        self._set("recognition/custom_one_in", int(value))
 
-    def threshold(self) -> str | float:
-        """What OperatingPoint.parse takes: a level name or a cosine."""
+    def threshold(self) -> str:
+        """What OperatingPoint.parse takes: a level name or "1in=N"."""
         level = self.threshold_level
-        return self.custom_threshold if level == "custom" else level
+        return f"1in={self.custom_one_in}" if level == "custom" else level
 
     @property
     def min_face(self) -> int:

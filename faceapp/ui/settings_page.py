@@ -5,54 +5,62 @@ once (QSettings)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox,
+                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+                               QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from ..core.archive import ENC_MAGIC, NameClash, export_gallery, import_gallery
+from ..core.filenames import display_name, special_file
 from ..core.enroll import Enroller
-from ..core.gallery_location import has_password, is_server_location
+from ..core.gallery import has_password, is_server_location
 from ..core.models import available_packs
-from ..core.operating import NAMED_POINTS
-from ..core.recognize import DEFAULT_EMBEDDER
 from . import dialogs
 from .jobs import Job
-from .settings import CAMERA_SIZES, MIN_FACE_RANGE, THRESHOLD_LEVELS
+from .settings import CAMERA_SIZES, CUSTOM_RANGE, MIN_FACE_RANGE, THRESHOLD_LEVELS
 from .state import AppState
-from .widgets import muted
-
-LEVEL_TEXT = {
-    "strict": "Strict: fewest mistaken identities",
-    "balanced": "Balanced",
-    "lenient": "Lenient: recognises more, mistakes more often",
-    "custom": "Custom cosine similarity",
-}
+from .widgets import muted, named
+from .words import level_text, model_details, model_text, model_title, point_details, \
+    point_meaning
 
 RESOLUTION_TEXT = {"default": "The camera's own", "640x480": "640 × 480",
                    "1280x720": "1280 × 720 (HD)", "1920x1080": "1920 × 1080 (Full HD)"}
 
 
 def embedder_choices() -> list[tuple[str, str, str, str]]:
-    """(pack, variant, text, tooltip) for each embedder pack variant on disk, with its
-    LFW accuracy when the manifest has one."""
+    """(pack, variant, text, tooltip) for each embedder pack variant on disk: the text
+    says what the model is for, the tooltip has its figures."""
     choices = []
     for pack in available_packs("embedder"):
         default = pack.manifest.get("default_variant")
         for variant in sorted(pack.manifest["files"], key=lambda v: v != default):
             if not pack.has_file(variant):
                 continue
-            lfw = pack.manifest.get("evaluation", {}).get("lfw", {}).get(variant, {})
-            accuracy = lfw.get("accuracy_mean")
-            text = f"{pack.name} ({variant})"
-            if accuracy:
-                text += f" · LFW accuracy {accuracy:.2%}"
-            if pack.name == DEFAULT_EMBEDDER and variant == default:
-                text += " · default"
-            choices.append((pack.name, variant, text, pack.manifest.get("description", "")))
+            tip = pack.manifest.get("description", "")
+            tip = f"{model_details(pack)}\n{tip}" if tip else model_details(pack)
+            choices.append((pack.name, variant, model_text(pack.name, variant, default), tip))
     return choices
+
+
+def unknowns_older_than(unknowns, days: int) -> int:
+    """How many kept unknown faces a retention of `days` would delete now (a job)."""
+    cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+    count = 0
+    for cluster in unknowns.list(include_ignored=True):
+        if cluster.first_seen is not None and cluster.first_seen < cutoff:
+            count += sum(1 for face in unknowns.faces(cluster.id) if face.seen < cutoff)
+    return count
+
+
+def details(label: QLabel) -> QLabel:
+    """A line of the engineer's figures, shown only with "Show details"."""
+    label.setProperty("details", True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.hide()
+    return label
 
 
 class SettingsPage(QWidget):
@@ -63,38 +71,49 @@ class SettingsPage(QWidget):
         settings = state.settings
 
         # recognition
-        self.model = QComboBox()
+        self.model = named(QComboBox(), "Face model")
         for pack, variant, text, tip in embedder_choices():
             self.model.addItem(text, (pack, variant))
             self.model.setItemData(self.model.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.level = QComboBox()
+        self.model_details = details(muted())
+        self.level = named(QComboBox(), "How many strangers may be named")
         for level in THRESHOLD_LEVELS:
-            self.level.addItem(LEVEL_TEXT[level], level)
+            self.level.addItem(level_text(level), level)
         self.level.setCurrentIndex(THRESHOLD_LEVELS.index(settings.threshold_level))
-        self.custom = QDoubleSpinBox()
-        self.custom.setRange(0.0, 1.0)
-        self.custom.setDecimals(3)
-        self.custom.setSingleStep(0.005)
-        self.custom.setValue(settings.custom_threshold)
-        self.custom.setToolTip("A face is named when its cosine similarity to the person's "
-                               "samples reaches this value")
+        self.level.setToolTip("A stranger is someone not enrolled. The fewer strangers may "
+                              "be named, the more sure the app must be before it names "
+                              "anyone, so enrolled people are missed more often.")
+        self.custom = named(QSpinBox(), "Another rate: about 1 stranger in")
+        self.custom.setRange(*CUSTOM_RANGE)
+        self.custom.setStepType(QSpinBox.StepType.AdaptiveDecimalStepType)
+        self.custom.setPrefix("about 1 in ")
+        self.custom.setSuffix(" strangers")
+        self.custom.setGroupSeparatorShown(True)
+        self.custom.setValue(settings.custom_one_in)
+        self.custom.setToolTip("Your own rate on the same scale: 1 in 1,000 is strict, "
+                               "1 in 20 lenient")
         self.threshold_note = muted()
-        self.min_face = QSpinBox()
+        self.threshold_details = details(muted())
+        self.show_details = QCheckBox("Show the figures behind these settings")
+        self.show_details.setAccessibleName("Show the figures behind these settings")
+        self.show_details.toggled.connect(self._show_details)
+        self.min_face = named(QSpinBox(), "Smallest face")
         self.min_face.setRange(*MIN_FACE_RANGE)
-        self.min_face.setSuffix(" px")
+        self.min_face.setSuffix(" pixels")
         self.min_face.setValue(settings.min_face)
-        self.min_face.setToolTip("Faces smaller than this (in frame pixels) are not looked "
-                                 "for; larger values make detection faster")
+        self.min_face.setToolTip("Faces smaller than this (in the picture's pixels) are not "
+                                 "looked for; larger values make finding faces faster")
         self.keep_thumbnails = QCheckBox("Keep a small picture of each face in the event log")
+        self.keep_thumbnails.setAccessibleName("Keep a small picture of each face in the "
+                                               "event log")
         self.keep_thumbnails.setChecked(settings.keep_thumbnails)
         # Samples cannot be made optional: the gallery's templates belong to one model,
         # and the stored face pictures are what a new model's templates are made from.
         self.samples_note = muted(
-            "Enrollment samples (one face picture per sample) are always kept: they are "
-            "needed to compute new templates when the face model changes. Remove them "
-            "on the People page.")
+            "The photos people were enrolled from (one face picture each) are always kept: "
+            "a new face model is prepared from them. Remove them on the People page.")
         # unknown faces are biometric data too: kept for a period the user sets
-        self.retention = QSpinBox()
+        self.retention = named(QSpinBox(), "Keep unknown faces for")
         self.retention.setRange(0, 3650)
         self.retention.setSuffix(" days")
         self.retention.setSpecialValueText("not kept")
@@ -102,6 +121,7 @@ class SettingsPage(QWidget):
                                   "by person on the Unknown people page; older ones are "
                                   "deleted (0: none are kept)")
         self.retention.setEnabled(False)  # until the gallery is open
+        self._retention_days: int | None = None  # what the gallery keeps to now
         retention_row = QHBoxLayout()
         retention_row.addWidget(self.retention)
         retention_row.addStretch(1)
@@ -113,25 +133,25 @@ class SettingsPage(QWidget):
         min_face_row.addWidget(self.min_face)
         min_face_row.addStretch(1)
         recognition = QGroupBox("Recognition")
-        form = QFormLayout(recognition)
-        form.addRow("Face model:", self.model)
-        form.addRow("", muted("Changing the model computes its templates from the stored "
-                              "samples (progress below, can be cancelled); until it is done "
-                              "the current model stays in use."))
-        form.addRow("Threshold:", threshold_row)
-        form.addRow("", self.threshold_note)
-        form.addRow("Smallest face:", min_face_row)
+        form = _form(recognition)
+        form.addRow(_buddy("&Face model:", self.model), _stack(
+            self.model, muted("Changing the model prepares it from the stored photos first "
+                              "(progress below, can be cancelled); until then the current "
+                              "model stays in use."), self.model_details))
+        form.addRow(_buddy("&Strangers named:", self.level), _stack(
+            threshold_row, self.threshold_note, self.threshold_details, self.show_details))
+        form.addRow(_buddy("S&mallest face:", self.min_face), min_face_row)
         form.addRow("Event log:", self.keep_thumbnails)
-        form.addRow("Unknown faces:", retention_row)
-        form.addRow("", self.samples_note)
+        form.addRow(_buddy("&Unknown faces:", self.retention), retention_row)
+        form.addRow(self.samples_note)
 
         # camera defaults
-        self.camera_index = QSpinBox()
+        self.camera_index = named(QSpinBox(), "Default camera")
         self.camera_index.setRange(0, 9)
         self.camera_index.setPrefix("Camera ")
         self.camera_index.setValue(settings.camera_index)
         self.camera_index.setToolTip("Used by the Live page and the guided capture")
-        self.camera_resolution = QComboBox()
+        self.camera_resolution = named(QComboBox(), "Camera picture size")
         for key in CAMERA_SIZES:
             self.camera_resolution.addItem(RESOLUTION_TEXT[key], key)
         self.camera_resolution.setCurrentIndex(
@@ -139,65 +159,67 @@ class SettingsPage(QWidget):
         self.camera_resolution.setToolTip("What the camera is asked for; some cameras pick "
                                           "the nearest size they support")
         camera = QGroupBox("Camera")
-        camera_form = QFormLayout(camera)
+        camera_form = _form(camera)
         camera_row = QHBoxLayout()
         camera_row.addWidget(self.camera_index)
         camera_row.addWidget(QLabel("at"))
         camera_row.addWidget(self.camera_resolution)
         camera_row.addStretch(1)
-        camera_form.addRow("Default camera:", camera_row)
-        camera_form.addRow("", muted("Used by the Live page and the guided capture when "
+        camera_form.addRow(_buddy("Default &camera:", self.camera_index), camera_row)
+        camera_form.addRow(muted("Used by the Live page and the guided capture when "
                                      "a camera is the source."))
 
         # gallery file
-        self.gallery_path = QLineEdit(str(state.gallery_path))
+        self.gallery_path = named(QLineEdit(str(state.gallery_path)), "Gallery in use")
         self.gallery_path.setReadOnly(True)
-        change = QPushButton("Change…")
+        change = named(QPushButton("Change…"), "Change the gallery file")
         change.setToolTip("Open another gallery file, or create a new one")
         change.clicked.connect(lambda: self.choose_gallery())
         path_row = QHBoxLayout()
         path_row.addWidget(self.gallery_path, 1)
         path_row.addWidget(change)
         storage = QGroupBox("Gallery")
-        storage_form = QFormLayout(storage)
-        storage_form.addRow("In use:", path_row)
-        storage_form.addRow("", muted("Face templates are biometric data: a gallery file is "
-                                      "readable by your user account only, and nothing "
-                                      "leaves this computer."))
+        storage_form = _form(storage)
+        storage_form.addRow(_buddy("In &use:", self.gallery_path), path_row)
+        storage_form.addRow(muted("Faces are personal data: a gallery file is readable "
+                                      "by your user account only, and nothing leaves this "
+                                      "computer."))
         # several stations (doors, desks) on one gallery server
         current = state.gallery_path if is_server_location(state.gallery_path) else ""
-        self.server_url = QLineEdit(current)
+        self.server_url = named(QLineEdit(current), "Shared gallery server address")
         self.server_url.setPlaceholderText("postgresql://station@server/faceapp"
                                            "?sslmode=verify-full")
-        use_server = QPushButton("Use server")
+        use_server = named(QPushButton("Use server"), "Use the gallery server")
         use_server.setToolTip("Open the gallery on this PostgreSQL server")
         use_server.clicked.connect(lambda: self.use_server())
         server_row = QHBoxLayout()
         server_row.addWidget(self.server_url, 1)
         server_row.addWidget(use_server)
-        storage_form.addRow("Shared gallery on a server:", server_row)
-        self.station_name = QLineEdit(state.settings.station)
+        storage_form.addRow(_buddy("Shared &server:", self.server_url), server_row)
+        self.station_name = named(QLineEdit(state.settings.station), "This station's name")
         self.station_name.setToolTip("This computer's name on the events it records")
         self.station_name.editingFinished.connect(self.rename_station)
-        storage_form.addRow("This station:", self.station_name)
-        storage_form.addRow("", muted("Stations on one server share the people and the event "
+        storage_form.addRow(_buddy("This s&tation:", self.station_name), self.station_name)
+        storage_form.addRow(muted("Stations on one server share the people and the event "
                                       "log. The password is read from ~/.pgpass or a libpq "
                                       "service file, never kept in these settings; use "
                                       "sslmode=verify-full across a network."))
 
         # bulk work
-        self.export_button = QPushButton("Export gallery…")
+        self.export_button = named(QPushButton("Export gallery…"), "Export the gallery")
         self.export_button.clicked.connect(lambda: self.export_gallery())
-        self.import_button = QPushButton("Import gallery…")
+        self.import_button = named(QPushButton("Import gallery…"), "Import a gallery export")
         self.import_button.clicked.connect(lambda: self.import_gallery())
-        self.reembed_button = QPushButton("Re-embed samples")
-        self.reembed_button.setToolTip("Compute the active model's templates for samples "
-                                       "that have none (after a model change or an import)")
+        self.reembed_button = named(QPushButton("Prepare missing samples"),
+                                    "Prepare the samples the face model has not seen")
+        self.reembed_button.setToolTip("Let the face model in use read the samples it has "
+                                       "not read yet (after a model change or an import)")
         self.reembed_button.clicked.connect(self.reembed)
         self.bulk_progress = QProgressBar()
+        self.bulk_progress.setAccessibleName("Progress")
         self.bulk_progress.setRange(0, 1)
         self.bulk_progress.setValue(0)
-        self.bulk_cancel = QPushButton("Cancel")
+        self.bulk_cancel = named(QPushButton("Cancel"), "Cancel the running task")
         self.bulk_cancel.clicked.connect(self.cancel_bulk)
         self.bulk_label = muted()
         buttons = QHBoxLayout()
@@ -212,7 +234,7 @@ class SettingsPage(QWidget):
         self.bulk_row.hide()  # shown while a job runs
         backup = QGroupBox("Backup and transfer")
         backup_layout = QVBoxLayout(backup)
-        backup_layout.addWidget(muted("An export holds every person, sample and template in "
+        backup_layout.addWidget(muted("An export holds every person and their photos in "
                                       "one file, optionally encrypted with a passphrase. "
                                       "Importing adds to this gallery (people with the same "
                                       "name are merged)."))
@@ -223,18 +245,30 @@ class SettingsPage(QWidget):
         self.settings_file = muted(f"Settings are kept in {settings.file}")
         self.settings_file.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         column = QWidget()  # a readable width, not the whole window
-        column.setMaximumWidth(880)
+        column.setMaximumWidth(900)
         column_layout = QVBoxLayout(column)
-        column_layout.setContentsMargins(0, 0, 0, 0)
+        column_layout.setContentsMargins(0, 0, 8, 0)
         column_layout.addWidget(recognition)
         column_layout.addWidget(camera)
         column_layout.addWidget(storage)
         column_layout.addWidget(backup)
-        column_layout.addStretch(1)
         column_layout.addWidget(self.settings_file)
-        layout = QHBoxLayout(self)
-        layout.addWidget(column, 1)
-        layout.addStretch(0)
+        column_layout.addStretch(1)
+        inner = QWidget()
+        inner_layout = QHBoxLayout(inner)
+        inner_layout.setContentsMargins(0, 0, 0, 0)
+        inner_layout.addWidget(column, 1)
+        inner_layout.addStretch(0)
+        # a long page: it scrolls rather than squeezing its text at small sizes
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(inner)
+        self.scroll.setAccessibleName("Settings")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
 
         self.level.currentIndexChanged.connect(self._threshold_changed)
         self.custom.valueChanged.connect(self._threshold_changed)
@@ -254,29 +288,67 @@ class SettingsPage(QWidget):
         self._show_model()
         self._update_buttons()
 
+    def _show_details(self, on: bool) -> None:
+        for label in (self.model_details, self.threshold_details):
+            label.setVisible(on)
+
     def _show_retention(self) -> None:
-        from ..core.unknowns import retention_days
+        from ..core.gallery import retention_days
 
         if not self.state.has_gallery:
             return
+        self._retention_days = retention_days(self.state.gallery)
         self.retention.blockSignals(True)
-        self.retention.setValue(retention_days(self.state.gallery))
+        self.retention.setValue(self._retention_days)
         self.retention.blockSignals(False)
         self.retention.setEnabled(not self.state.gallery.read_only)
 
-    def _retention_changed(self) -> None:
+    def _retention_changed(self, ask: bool = True) -> None:
         """Store the period in the gallery (every program that opens it keeps to it)
-        and delete what is now past it."""
-        from ..core.unknowns import retention_days, set_retention_days
-
-        gallery, days = self.state.gallery, self.retention.value()
-        if gallery is None or days == retention_days(gallery):
+        and delete what is now past it; a shorter period that deletes faces kept now
+        is asked about first, with how many."""
+        gallery, days, before = self.state.gallery, self.retention.value(), \
+            self._retention_days
+        if gallery is None or before is None or days == before:
             return
+        unknowns = self.state.unknowns()
+        if days < before and unknowns is not None and ask:
+            self.retention.setEnabled(False)  # until the question is answered
+            self.state.run(lambda job: unknowns_older_than(unknowns, days),
+                           lambda count: self._confirm_retention(days, before, count),
+                           what="Counting the unknown faces kept",
+                           on_error=lambda text: (self.state.error.emit(text),
+                                                  self._show_retention()))
+            return
+        self._store_retention(days)
+
+    def _confirm_retention(self, days: int, before: int, count: int) -> None:
+        self.retention.setEnabled(not self.state.gallery.read_only)
+        if count and not dialogs.confirm(
+                self, "Delete unknown faces",
+                f"{count:,} unknown face{'s' if count != 1 else ''} will be deleted now: "
+                + ("unknown faces will no longer be kept." if not days else
+                   f"they were seen more than {days} day{'s' if days != 1 else ''} ago.")
+                + " This cannot be undone.", "Delete them"):
+            self.retention.blockSignals(True)
+            self.retention.setValue(before)
+            self.retention.blockSignals(False)
+            self.state.message.emit("Nothing was deleted; unknown faces are kept "
+                                    f"{before} day(s) as before")
+            return
+        self._store_retention(days, count)
+
+    def _store_retention(self, days: int, deleted: int = 0) -> None:
+        from ..core.gallery import set_retention_days
+
+        gallery = self.state.gallery
+        self._retention_days = days
+        gone = f"; {deleted:,} deleted" if deleted else ""
         self.state.run(lambda job: set_retention_days(gallery, days),
                        lambda _: (self.state.gallery_changed.emit(),
                                   self.state.message.emit(
-                                      f"Unknown faces are kept {days} day(s)" if days else
-                                      "Unknown faces are no longer kept")),
+                                      (f"Unknown faces are kept {days} day(s)" if days else
+                                       "Unknown faces are no longer kept") + gone)),
                        what="Changing how long unknown faces are kept")
 
     def _camera_changed(self, *_) -> None:
@@ -298,6 +370,8 @@ class SettingsPage(QWidget):
         self.model.blockSignals(True)
         self.model.setCurrentIndex(index)
         self.model.blockSignals(False)
+        tip = self.model.itemData(index, Qt.ItemDataRole.ToolTipRole) if index >= 0 else ""
+        self.model_details.setText((tip or "").split("\n")[0])
 
     def _model_chosen(self, index: int) -> None:
         if index < 0 or tuple(self.model.itemData(index)) == self._active_model():
@@ -313,7 +387,7 @@ class SettingsPage(QWidget):
         """Load the other embedder and compute its templates for every stored sample in
         the background; only then does recognition use it (cancel: nothing changes)."""
         state, gallery = self.state, self.state.gallery
-        old = state.pipeline.embedder.model_id
+        old = model_title(state.pipeline.embedder.pack.name)
 
         def work(job):
             pipeline = state.with_embedder(pack, variant)
@@ -326,13 +400,14 @@ class SettingsPage(QWidget):
         def done_text(result) -> str:
             pipeline, count, cancelled = result
             if cancelled:
-                return (f"Model change cancelled: still recognising with {old}. The "
-                        "templates computed so far are kept, so a new try is quicker.")
+                return (f"Model change cancelled: still recognising with the {old} model. "
+                        "The work done so far is kept, so a new try is quicker.")
             state.use_pipeline(pipeline)
-            return (f"Now recognising with {pipeline.embedder.model_id} "
-                    f"({count} template(s) computed).")
+            return (f"Now recognising with the {model_title(pack, variant)} model "
+                    f"({count} sample(s) prepared).")
 
-        self._run_bulk(work, f"Switching to {pack} ({variant})", done_text, cancellable=True)
+        self._run_bulk(work, f"Switching to the {model_title(pack, variant)} model",
+                       done_text, cancellable=True)
 
     # -- recognition ---------------------------------------------------------------------------
     def _threshold_changed(self, *_) -> None:
@@ -340,16 +415,20 @@ class SettingsPage(QWidget):
 
     def _show_threshold(self) -> None:
         level = self.level.currentData()
-        self.custom.setEnabled(level == "custom")
+        self.custom.setVisible(level == "custom")
         try:
             rule = self.state.rule()
         except Exception as exc:  # a pack without calibration, a gallery gone
-            self.threshold_note.setText(f"Cannot estimate this point: {exc}")
+            self.threshold_note.setText(f"What this means for the gallery cannot be "
+                                        f"worked out: {exc}")
+            self.threshold_details.setText("")
             return
         if rule is None:
             self.threshold_note.setText("")
+            self.threshold_details.setText("")
             return
-        self.threshold_note.setText(threshold_note(level, rule))
+        self.threshold_note.setText(point_meaning(rule))
+        self.threshold_details.setText(point_details(rule))
 
     # -- gallery file --------------------------------------------------------------------------
     def choose_gallery(self, path: str | None = None) -> None:
@@ -452,6 +531,10 @@ class SettingsPage(QWidget):
             path = dialogs.open_file(self, "Import a gallery export", dialogs.EXPORT_FILTER)
             if not path:
                 return
+            special = special_file(path)
+            if special:  # a FIFO must not hang the window
+                self.state.error.emit(f"{display_name(path)}: {special}")
+                return
             try:
                 with open(path, "rb") as f:
                     encrypted = f.read(len(ENC_MAGIC)) == ENC_MAGIC
@@ -515,26 +598,35 @@ class SettingsPage(QWidget):
         def done_text(result) -> str:
             count, cancelled = result
             if cancelled:
-                return "Re-embedding cancelled; the templates computed so far are kept."
-            return f"Computed {count} template(s) for {enroller.embedder.model_id}."
+                return "Cancelled; the samples prepared so far are kept."
+            return f"Prepared {count} sample(s) for the face model in use."
 
-        self._run_bulk(work, "Re-embedding samples", done_text, cancellable=True)
+        self._run_bulk(work, "Preparing samples", done_text, cancellable=True)
 
 
-def threshold_note(level: str, rule) -> str:
-    """What the chosen point means for the gallery as it is now."""
-    size = (f"{rule.people:,} {'person' if rule.people == 1 else 'people'}"
-            f" ({rule.samples_per_person:.1f} samples each)")
-    cosine = f"Score {rule.threshold:.3f} in effect"
-    if rule.runner_up_weight:
-        cosine += f" (best score minus {rule.runner_up_weight:.2f} x the runner-up's)"
-    strangers = f"about {rule.fpir:.1%} of strangers get a name"
-    missed = f"about {rule.miss:.0%} of enrolled people's faces are missed" \
-        if rule.miss is not None else "more enrolled people's faces than usual are missed"
-    if rule.population_shift:
-        cosine += (f", raised by {rule.population_shift:.3f} because the people in this "
-                   "gallery resemble each other more than the model's calibration faces")
-    named = (f" The named levels allow {', '.join(f'{v:.1%}' for v in NAMED_POINTS.values())}"
-             " of strangers, whatever the gallery's size.") if level == "custom" else ""
-    return (f"{cosine}. With {size}: {strangers}, {missed} "
-            f"(measured on LFW; the threshold rises as people are added).{named}")
+def _form(box: QWidget) -> QFormLayout:
+    form = QFormLayout(box)
+    # rows wrap under their label when the window is narrow (150% scale)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return form
+
+
+def _stack(*parts) -> QWidget:
+    """Widgets and layouts one under the other (a form row with its notes)."""
+    holder = QWidget()
+    layout = QVBoxLayout(holder)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for part in parts:
+        if isinstance(part, QWidget):
+            layout.addWidget(part)
+        else:
+            layout.addLayout(part)
+    return holder
+
+
+def _buddy(text: str, widget: QWidget) -> QLabel:
+    """A row's label whose Alt+letter moves the keyboard focus to its control."""
+    label = QLabel(text)
+    label.setBuddy(widget)
+    return label

@@ -13,8 +13,10 @@ from ..core.enroll import Enroller
 from ..core.gallery import Gallery
 from ..core.embed import Embedder
 from ..core.operating import DecisionRule, OperatingPoint
-from ..core.recognize import DEFAULT_EMBEDDER, FacePipeline, embedder_for_gallery
-from ..core.unknowns import UnknownFaces, open_gallery
+from ..core.gallery import open_gallery
+from ..core.models import DEFAULT_EMBEDDER, embedder_for_gallery
+from ..core.recognize import FacePipeline
+from ..core.unknowns import UnknownFaces
 from .jobs import Job
 from .settings import AppSettings
 
@@ -149,9 +151,11 @@ class AppState(QObject):
         self.options = RecognitionOptions(point, self.settings.keep_thumbnails)
         self.options_changed.emit()
 
-    def set_threshold(self, level: str, custom: float | None = None) -> None:
-        if custom is not None:
-            self.settings.custom_threshold = custom
+    def set_threshold(self, level: str, custom_one_in: int | None = None) -> None:
+        """level: strict, balanced, lenient, or custom (about 1 stranger in
+        custom_one_in named)."""
+        if custom_one_in is not None:
+            self.settings.custom_one_in = custom_one_in
         self.settings.threshold_level = level
         self._update_options()
 
@@ -186,7 +190,9 @@ class AppState(QObject):
         self.settings.set_embedder(embedder.pack.name, embedder.variant)
         self._update_options()
         self.ready_changed.emit()
-        self.message.emit(f"Recognising with {embedder.model_id}")
+        from .words import model_title
+
+        self.message.emit(f"Recognising with the {model_title(embedder.pack.name)} model")
 
     def rule(self) -> DecisionRule | None:
         """The chosen operating point resolved for the gallery as it is now: its
@@ -253,6 +259,6 @@ class AppState(QObject):
 
 def _location(path) -> Path | str:
     """A gallery file's path, or a server's URL as given."""
-    from ..core.gallery_location import is_server_location
+    from ..core.gallery import is_server_location
 
     return path if is_server_location(path) else Path(path)

@@ -16,10 +16,12 @@ from ..core.unknowns import Cluster, UnknownFaces
 from . import dialogs
 from .images import thumbnail
 from .state import AppState
-from .widgets import LazyPage, heading, muted
+from .widgets import LazyPage, flow, heading, muted, named
+from .words import short_source, when_text
 
 CLUSTER_ID = Qt.ItemDataRole.UserRole + 1
 FACE_ID = Qt.ItemDataRole.UserRole + 2
+SEEN_ONCE = -1  # the CLUSTER_ID of the row that folds the one-face groups
 LIST_ICON = 72
 FACE_ICON = 112
 
@@ -42,15 +44,36 @@ def load_cards(unknowns: UnknownFaces) -> list[ClusterCard]:
 
 
 def load_faces(unknowns: UnknownFaces, cluster_id: int) -> list[tuple[int, str, QImage]]:
-    return [(f.id, f"{f.source}\n{f.seen:%Y-%m-%d %H:%M}"
+    return [(f.id, f"{f.source}\n{when_text(f.seen)}"
              + ("" if f.enrollable else "\nnot good enough to enroll"),
              thumbnail(unknowns.crop(f.id), FACE_ICON))
             for f in unknowns.faces(cluster_id)]
 
 
 def describe(cluster: Cluster) -> str:
-    seen = f"{cluster.last_seen:%Y-%m-%d %H:%M}"
-    return f"{cluster.size} face{'s' if cluster.size != 1 else ''} · last seen {seen}"
+    if cluster.size == 1:
+        return f"Seen once, {when_text(cluster.last_seen)}"
+    return f"Seen {cluster.size} times · last {when_text(cluster.last_seen)}"
+
+
+def places(cluster: Cluster, most: int = 3) -> str:
+    """Where a group was seen, short: "door.mp4 at 1:02, b.jpg and 4 more"."""
+    short = list(dict.fromkeys(short_source(s) for s in cluster.sources if s))
+    text = ", ".join(short[:most])
+    return text + (f" and {len(short) - most} more" if len(short) > most else "")
+
+
+def counts_text(cards: list[ClusterCard]) -> str:
+    """What the list holds, honestly: faces, people seen more than once, faces seen once."""
+    faces = sum(c.cluster.size for c in cards)
+    groups = [c for c in cards if c.cluster.size > 1]
+    once = len(cards) - len(groups)
+    if not cards:
+        return "No unknown faces kept"
+    return (f"{faces} unknown face{'s' if faces != 1 else ''}: "
+            f"{len(groups)} {'person' if len(groups) == 1 else 'people'} seen more than "
+            f"once, {once} face{'s' if once != 1 else ''} seen only once (possibly the same "
+            "people, not sure enough to group)")
 
 
 class UnknownsPage(LazyPage):
@@ -61,11 +84,20 @@ class UnknownsPage(LazyPage):
         self.selected_id: int | None = None
         self._generation = 0
         self.last_scan = None
+        self.show_once = False  # the one-face groups are folded under "Seen once"
+        self._reveal: int | None = None  # a group to show even if folded
+        self.ignored: list[int] = []  # the groups ignored last (Undo brings them back)
 
         self.clusters = QListWidget()
+        self.clusters.setAccessibleName("Unknown people")
         self.clusters.setIconSize(QSize(LIST_ICON, LIST_ICON))
         self.clusters.setSpacing(2)
         self.clusters.currentItemChanged.connect(self._current_changed)
+        self.clusters.itemClicked.connect(self._item_clicked)
+        self.clusters.itemActivated.connect(self._item_clicked)
+        self.clusters.setWordWrap(True)
+        self.clusters.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.clusters.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.count_label = muted()
         self.scan_button = QPushButton("Scan a photo folder…")
         self.scan_button.setToolTip("Find every face in a folder of photos (and its "
@@ -73,16 +105,31 @@ class UnknownsPage(LazyPage):
                                     "photos they are in, the others are grouped here")
         self.scan_button.clicked.connect(lambda: self.scan_folder())
         self.scan_progress = muted()
+        # Ignore can be taken back
+        self.undo_label = QLabel("")
+        self.undo_label.setWordWrap(True)
+        self.undo_button = named(QPushButton("Undo"), "Undo: list the ignored group again")
+        self.undo_button.clicked.connect(lambda: self.undo_ignore())
+        self.undo_bar = QWidget()
+        undo_layout = QHBoxLayout(self.undo_bar)
+        undo_layout.setContentsMargins(0, 0, 0, 0)
+        undo_layout.addWidget(self.undo_label, 1)
+        undo_layout.addWidget(self.undo_button)
+        self.undo_bar.hide()
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(QLabel("<b>Unknown people</b>, most often seen first"))
+        title = QLabel("<b>Unknown people</b>, most often seen first")
+        title.setWordWrap(True)
+        left_layout.addWidget(title)
         left_layout.addWidget(self.clusters, 1)
         left_layout.addWidget(self.count_label)
+        left_layout.addWidget(self.undo_bar)
         left_layout.addWidget(self.scan_button)
         left_layout.addWidget(self.scan_progress)
 
         self.title = heading("")
+        self.title.setWordWrap(True)
         self.where = muted()
         self.name_button = QPushButton("Name…")
         self.name_button.setToolTip("Enroll this group's good faces as a new person, or add "
@@ -90,7 +137,7 @@ class UnknownsPage(LazyPage):
         self.name_button.clicked.connect(lambda: self.name_selected())
         self.ignore_button = QPushButton("Ignore")
         self.ignore_button.setToolTip("Not a visitor (a poster, a TV): stop listing it; faces "
-                                      "like it keep joining it")
+                                      "like it keep joining it. Can be undone.")
         self.ignore_button.clicked.connect(lambda: self.ignore_selected())
         self.split_button = QPushButton("Split off selected")
         self.split_button.setToolTip("The selected faces are someone else: make them a group "
@@ -98,12 +145,10 @@ class UnknownsPage(LazyPage):
         self.split_button.clicked.connect(lambda: self.split_selected())
         self.remove_button = QPushButton("Remove selected")
         self.remove_button.clicked.connect(lambda: self.remove_selected())
-        buttons = QHBoxLayout()
-        for button in (self.name_button, self.ignore_button, self.split_button,
-                       self.remove_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
+        buttons = flow(self.name_button, self.ignore_button, self.split_button,
+                       self.remove_button)
         self.faces = QListWidget()
+        self.faces.setAccessibleName("Faces of this unknown person")
         self.faces.setViewMode(QListView.ViewMode.IconMode)
         self.faces.setResizeMode(QListView.ResizeMode.Adjust)
         self.faces.setMovement(QListView.Movement.Static)
@@ -117,7 +162,7 @@ class UnknownsPage(LazyPage):
         right_layout.setContentsMargins(8, 0, 0, 0)
         right_layout.addWidget(self.title)
         right_layout.addWidget(self.where)
-        right_layout.addLayout(buttons)
+        right_layout.addWidget(buttons)
         right_layout.addWidget(self.faces, 1)
         self.empty_label = muted()
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -160,18 +205,59 @@ class UnknownsPage(LazyPage):
         self.cards = {c.cluster.id: c for c in cards}
         self.clusters.blockSignals(True)
         self.clusters.clear()
-        for card in cards:
-            icon = QIcon(QPixmap.fromImage(card.image)) if not card.image.isNull() else QIcon()
-            where = card.cluster.sources[0] if card.cluster.sources else ""
-            item = QListWidgetItem(icon, f"{describe(card.cluster)}\n{where}")
-            item.setData(CLUSTER_ID, card.cluster.id)
-            item.setToolTip("\n".join(card.cluster.sources[:10]))
-            self.clusters.addItem(item)
+        once = [c for c in cards if c.cluster.size == 1]
+        if self._reveal is not None and self._reveal in {c.cluster.id for c in once}:
+            self.show_once = True  # a face just split off (or listed again) is shown
+        self._reveal = None
+        for card in [c for c in cards if c.cluster.size > 1]:
+            self.clusters.addItem(self._item(card))
+        if once:
+            fold = QListWidgetItem(self._fold_text(len(once)))
+            fold.setData(CLUSTER_ID, SEEN_ONCE)
+            fold.setToolTip("Faces seen only once, each on its own: click to show or hide "
+                            "them")
+            font = fold.font()
+            font.setBold(True)
+            fold.setFont(font)
+            self.clusters.addItem(fold)
+            for card in once:
+                item = self._item(card)
+                self.clusters.addItem(item)
+                item.setHidden(not self.show_once)  # (only once it is in the list)
         self.clusters.blockSignals(False)
-        faces = sum(c.cluster.size for c in cards)
-        self.count_label.setText(f"{faces} unknown face(s) in {len(cards)} group(s)")
-        self.select_cluster(wanted if wanted in self.cards else
-                            (cards[0].cluster.id if cards else None))
+        self.count_label.setText(counts_text(cards))
+        listed = self.listed_ids()
+        self.select_cluster(wanted if wanted in listed else (listed[0] if listed else None))
+
+    @staticmethod
+    def _fold_text(count: int) -> str:
+        return f"Seen once: {count} face{'s' if count != 1 else ''}"
+
+    def _item(self, card: ClusterCard) -> QListWidgetItem:
+        icon = QIcon(QPixmap.fromImage(card.image)) if not card.image.isNull() else QIcon()
+        item = QListWidgetItem(icon, f"{describe(card.cluster)}\n{places(card.cluster, 1)}")
+        item.setData(CLUSTER_ID, card.cluster.id)
+        item.setToolTip("\n".join(card.cluster.sources[:10]))
+        return item
+
+    def _item_clicked(self, item) -> None:
+        if item is not None and item.data(CLUSTER_ID) == SEEN_ONCE:
+            self.set_show_once(not self.show_once)
+
+    def set_show_once(self, show: bool) -> None:
+        """Unfold (or fold) the faces seen only once."""
+        self.show_once = show
+        for row in range(self.clusters.count()):
+            item = self.clusters.item(row)
+            card = self.cards.get(item.data(CLUSTER_ID))
+            if card is not None and card.cluster.size == 1:
+                item.setHidden(not show)
+
+    def listed_ids(self) -> list[int]:
+        """The groups a person sees in the list now (folded ones left out)."""
+        return [self.clusters.item(r).data(CLUSTER_ID) for r in range(self.clusters.count())
+                if not self.clusters.item(r).isHidden()
+                and self.clusters.item(r).data(CLUSTER_ID) != SEEN_ONCE]
 
     def select_cluster(self, cluster_id: int | None) -> None:
         for row in range(self.clusters.count()):
@@ -192,18 +278,21 @@ class UnknownsPage(LazyPage):
         self.empty_label.setVisible(card is None)
         self.faces.clear()
         if card is None:
+            once = sum(1 for c in self.cards.values() if c.cluster.size == 1)
             self.empty_label.setText(
-                "Choose a group on the left." if self.cards else
+                (f"{once} face{'s' if once != 1 else ''} seen only once: click \"Seen once\" "
+                 "on the left to show them." if once and not self.show_once else
+                 "Choose a group on the left.") if self.cards else
                 "No unknown faces. Faces nobody is recognised as, on the Live page, in "
                 "identified photos or in a scanned archive, are grouped here by person.")
             self._update_buttons()
             return
         cluster = card.cluster
-        self.title.setText(f"Unknown #{cluster.id}: {describe(cluster)}")
-        places = cluster.sources[:5]
-        more = len(cluster.sources) - len(places)
-        self.where.setText("Seen in: " + "; ".join(places) + (f" and {more} more" if more
-                                                              else ""))
+        self.title.setText(f"Unknown person #{cluster.id}: {describe(cluster).lower()}"
+                           if cluster.size > 1 else f"Unknown face #{cluster.id}: "
+                           f"{describe(cluster).lower()}")
+        self.where.setText("Seen in: " + places(cluster))
+        self.where.setToolTip("\n".join(cluster.sources[:20]))
         unknowns = self.state.unknowns()
         self.state.run(lambda job: load_faces(unknowns, cluster.id),
                        lambda faces: self._faces_loaded(cluster.id, faces),
@@ -267,16 +356,41 @@ class UnknownsPage(LazyPage):
         self.state.run(work, done, what=f"Naming the group {name}")
 
     def ignore_selected(self) -> None:
+        """Stop listing the group (a poster, a TV); the message under the list can undo it."""
         cluster_id, unknowns = self.selected_id, self.state.unknowns()
         if cluster_id is None:
             return
+        size = self.cards[cluster_id].cluster.size if cluster_id in self.cards else 0
 
         def done(_):
             self.selected_id = None
+            self.ignored = [cluster_id]
+            what = f"{size} face{'s' if size != 1 else ''}"
+            self.undo_label.setText(f"Ignored a group of {what}: it is no longer listed, and "
+                                    "faces like it join it unseen.")
+            self.undo_bar.show()
+            self.state.message.emit(f"Ignored a group of {what} (Undo is under the list)")
             self.refresh()
 
         self.state.run(lambda job: unknowns.ignore_cluster(cluster_id), done,
                        what="Ignoring the group")
+
+    def undo_ignore(self) -> None:
+        ids, unknowns = list(self.ignored), self.state.unknowns()
+        if not ids or unknowns is None:
+            return
+
+        def work(job):
+            for cluster_id in ids:
+                unknowns.ignore_cluster(cluster_id, False)
+
+        def done(_):
+            self.ignored = []
+            self.undo_bar.hide()
+            self.state.message.emit("The group is listed again")
+            self._after(ids[0])
+
+        self.state.run(work, done, what="Listing the group again")
 
     def split_selected(self) -> None:
         faces, unknowns = self._selected_faces(), self.state.unknowns()
@@ -334,4 +448,5 @@ class UnknownsPage(LazyPage):
 
     def _after(self, select: int | None) -> None:
         self.selected_id = select
+        self._reveal = select
         self.refresh()

@@ -27,6 +27,7 @@ class VideoView(QWidget):
         self.frame: LiveFrame | None = None
         self.placeholder = placeholder
         self.clickable = True
+        self.show_scores = False  # the decision's score beside each name (details)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
         self.setMouseTracking(True)
@@ -94,7 +95,11 @@ class VideoView(QWidget):
         painter.drawRect(rect)
 
         metrics = QFontMetricsF(painter.font())
-        tag = overlay.label if overlay.score is None else f"{overlay.label}  {overlay.score:.2f}"
+        tag = overlay.label
+        if self.show_scores and overlay.score is not None:
+            tag += f"  {overlay.score:.2f}"
+            if overlay.bar is not None:
+                tag += f" / {overlay.bar:.2f}"
         pad = 4.0
         tag_rect = QRectF(rect.left() - 1.5, rect.top() - metrics.height() - 2 * pad,
                           metrics.horizontalAdvance(tag) + 2 * pad, metrics.height() + 2 * pad)
@@ -113,6 +118,10 @@ class VideoView(QWidget):
             hint_rect = QRectF(rect.left() - 1.5, rect.bottom() + 3,
                                metrics.horizontalAdvance(overlay.hint) + 2 * pad,
                                metrics.height() + 2 * pad)
+            if hint_rect.right() > self.width():  # keep the words on screen
+                hint_rect.moveRight(self.width())
+            if hint_rect.left() < 0:
+                hint_rect.moveLeft(0)
             if hint_rect.bottom() > self.height():
                 hint_rect.moveBottom(rect.bottom())
             painter.fillRect(hint_rect, QColor(0, 0, 0, 170))

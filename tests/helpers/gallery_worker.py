@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceapp.core.gallery import FaceSample, Gallery
+from faceapp.core.gallery import FaceSample, connect
 from faceapp.core.imageio import load_image
 
 FACES_PER_PERSON = 4
@@ -56,7 +56,7 @@ def landmarks(index: int) -> np.ndarray:
 
 def enroll(db: str, photos: str, count: int, stall_at: int | None) -> None:
     crops = person_crops(Path(photos))
-    with Gallery(db, timeout=30) as gallery:
+    with connect(db, timeout=30) as gallery:
         current = {"index": -1}
         if stall_at is not None:
             def trace(sql: str) -> None:
@@ -73,9 +73,9 @@ def enroll(db: str, photos: str, count: int, stall_at: int | None) -> None:
 
 
 def hold_write(db: str, seconds: float) -> None:
-    with Gallery(db) as gallery:
-        with gallery._write() as tx:
-            gallery._insert_person(tx, "Uncommitted Person")
+    with connect(db) as gallery:
+        with gallery.writing() as tx:
+            gallery.insert_person(tx, "Uncommitted Person")
             print("writing", flush=True)
             time.sleep(seconds)
 
@@ -92,7 +92,7 @@ def hold_lock(db: str, seconds: float) -> None:
 
 
 def read(db: str) -> None:
-    with Gallery(db, timeout=30) as gallery:
+    with connect(db, timeout=30) as gallery:
         print(json.dumps({"people": [[p.name, p.face_count] for p in gallery.people()],
                           "models": gallery.models(), "data_version": gallery.data_version()}),
               flush=True)

@@ -19,8 +19,9 @@ import sys
 import time
 
 from faceapp.core.imageio import load_image
-from faceapp.core.recognize import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, FacePipeline, Recognizer
-from faceapp.core.unknowns import open_gallery
+from faceapp.core.gallery import open_gallery
+from faceapp.core.models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from faceapp.core.recognize import FacePipeline, Recognizer
 
 
 def _recognizer(location: str, station: str) -> Recognizer:

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from faceapp.core.archive import export_gallery, import_gallery
-from faceapp.core.gallery import FaceSample, Gallery, GalleryError, NameTaken, NotFound
-from faceapp.core.gallery_files import GalleryUnavailable
+from faceapp.core.gallery import (FaceSample, GalleryError, GalleryUnavailable, NameTaken, NotFound,
+                                  connect)
 from faceapp.core.imageio import load_image
 
 SHARED = [f"shared-{k}" for k in range(4)]
@@ -70,7 +70,7 @@ def writer(location: str, worker: int, seconds: float) -> dict:
     crops = Crops()
     rng = np.random.default_rng(worker)
     archive = Path(tempfile.mkdtemp()) / "import.fgx"
-    with Gallery(Path(archive.parent) / "source.db") as source:  # 3 samples of one person
+    with connect(Path(archive.parent) / "source.db") as source:  # 3 samples of one person
         source.enroll(IMPORTED, [crops.sample(10_000, k) for k in range(3)])
         export_gallery(source, archive)
     own: dict[str, tuple[int, int]] = {}  # name -> (person id, faces)
@@ -80,7 +80,7 @@ def writer(location: str, worker: int, seconds: float) -> dict:
     messages: list[str] = []
     first_shared = None
     n = 0
-    gallery = confirmed(Gallery, location, station=f"writer-{worker}")
+    gallery = confirmed(connect, location, station=f"writer-{worker}")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         n += 1
@@ -146,10 +146,10 @@ def check_writers(location: str, reports: list[dict],
     the totals. before: the people (name -> samples) it held when they started."""
     before = before or {}
     problems = []
-    with Gallery(location) as gallery:
+    with connect(location) as gallery:
         people = {p.name: p.face_count for p in gallery.people()}
         with gallery.snapshot():
-            with gallery._read() as db:
+            with gallery.reading() as db:
                 copies = db.execute("SELECT count(*) FROM (SELECT person_id, content_hash "
                                     "FROM faces GROUP BY person_id, content_hash "
                                     "HAVING count(*) > 1) AS twice").fetchone()[0]

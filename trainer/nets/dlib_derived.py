@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .normalisation import STUDENT_MEAN, STUDENT_STD
+
 TEACHER_DEPTH = (3, 3, 2, 2)  # residual blocks per stage: 32, 64, 128, 256 channels
 STAGE_CHANNELS = (32, 64, 128, 256, 256)  # the last stage is its down block alone
 STEM_CHANNELS = 32
@@ -160,8 +162,6 @@ def measure_teacher(teacher, inputs: torch.Tensor) -> tuple[dict, dict]:
 def derive_from_teacher(net: DlibDerived, teacher, chips: np.ndarray) -> dict:
     """Fill `net` with the teacher's weights; `chips` are N x 150 x 150 x 3 uint8
     teacher chips on which channel importance and block strength are measured."""
-    from ..distill import STUDENT_MEAN, STUDENT_STD
-
     # the stem: the teacher reads (p - mean) / 256, the student (p - 127.5) / 128
     scale = STUDENT_STD * teacher.input_scale
     shift = torch.tensor([(STUDENT_MEAN - m) * teacher.input_scale

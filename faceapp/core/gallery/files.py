@@ -10,6 +10,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -17,37 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gallery_schema import SCHEMA_VERSION
-from .gallery_sql import SQLITE, Sql
-
-APP_ID = "faceapp-gallery"
-SQLITE_APPLICATION_ID = 0x46414347  # "FACG" in the file header, for file(1) and friends
+from .errors import GalleryError, GalleryLocked
+from .schema import SQLITE_APPLICATION_ID, check_meta
+from .sql import SQLITE, Sql
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-# --------------------------------------------------------------------------- errors
-
-class GalleryError(Exception):
-    """The gallery file cannot be used or an operation on it failed; the message says why."""
-
-
-class GalleryLocked(GalleryError):
-    """Another program held the gallery locked for longer than the timeout."""
-
-
-class GalleryUnavailable(GalleryError):
-    """The gallery's server cannot be reached now (stopped, restarting, network)."""
-
-
-class NotFound(GalleryError, LookupError):
-    """No person / face / event with that id."""
-
-
-class NameTaken(GalleryError, ValueError):
-    """Another person already has that name (names are compared case-insensitively)."""
-
-
-def _uri(path: Path, **params: str) -> str:
+def uri(path: Path, **params: str) -> str:
     query = "&".join(f"{k}={v}" for k, v in params.items())
     return f"file:{urllib.parse.quote(str(path.absolute()))}?{query}"
 
@@ -71,7 +48,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _sqlite_message(path: Path, exc: sqlite3.Error, timeout: float) -> GalleryError:
+def sqlite_message(path: Path, exc: sqlite3.Error, timeout: float) -> GalleryError:
     text = str(exc)
     low = text.lower()
     if "locked" in low or "busy" in low:
@@ -89,25 +66,31 @@ def _sqlite_message(path: Path, exc: sqlite3.Error, timeout: float) -> GalleryEr
 
 
 @contextmanager
-def _translated(path: Path, timeout: float) -> Iterator[None]:
+def translated(path: Path, timeout: float) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        raise _sqlite_message(path, exc, timeout) from exc
+        raise sqlite_message(path, exc, timeout) from exc
 
 
 # ------------------------------------------------------------------ file inspection
 
 @dataclass
-class _FileState:
+class FileState:
     empty: bool  # nothing in it yet: becomes a new gallery
     version: int | None = None
 
 
 def _read_header(path: Path) -> tuple[bytes, int]:
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        return f.read(100), st.st_size
+    # O_NONBLOCK: a FIFO put in the gallery's place must not hang the open
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(0, "it is not a regular file")
+        return os.pread(fd, 100, 0), st.st_size
+    finally:
+        os.close(fd)
 
 
 def _check_header(path: Path, header: bytes, size: int) -> None:
@@ -127,7 +110,7 @@ def _check_header(path: Path, header: bytes, size: int) -> None:
                            f"({size} of {pages * page_size} bytes)")
 
 
-def _read_meta(db: Sql, path: Path) -> int | None:
+def read_meta(db: Sql, path: Path) -> int | None:
     """The schema version of a gallery; None for a database with nothing in it.
     Raises GalleryError for anything that is not a gallery this code can open."""
     tables = db.table_names()
@@ -152,78 +135,96 @@ def _read_meta(db: Sql, path: Path) -> int | None:
     return check_meta(meta, path)
 
 
-def create_gallery(db: Sql) -> None:
-    """Create an empty gallery of this version in an empty database (either backend),
-    inside the caller's transaction: the tables, then what `meta` starts with."""
-    from .gallery_schema import schema_statements
-    from .gallery_values import _fmt_time, utc_now
+# ------------------------------------------------------------ files open in this process
 
-    for statement in schema_statements(db.dialect):
-        db.execute(statement)
-    db["meta"].insert_all([
-        {"key": "app", "value": APP_ID},
-        {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-        {"key": "created", "value": _fmt_time(utc_now())},
-        {"key": "data_version", "value": "0"},
-    ])
+class LiveFiles:
+    """The gallery files this process holds SQLite connections to, by (device, inode).
+
+    SQLite's locks on a file are POSIX locks, which belong to the process: closing ANY
+    descriptor of the file drops all of them, and another process then believes it
+    is the last user, checkpoints and deletes the -wal this one is still writing
+    ("How To Corrupt An SQLite Database File", 2.2). So the file's header is read with
+    a plain descriptor only while no connection to it is live here, and outputs are
+    never written over a live file. Register before connecting, under `lock`."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self._count: dict[tuple[int, int], int] = {}
+
+    @staticmethod
+    def key(path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)  # a stat opens no descriptor
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def add(self, key: tuple[int, int]) -> None:
+        with self.lock:
+            self._count[key] = self._count.get(key, 0) + 1
+
+    def remove(self, key: tuple[int, int] | None) -> None:
+        with self.lock:
+            if key in self._count:
+                self._count[key] -= 1
+                if self._count[key] <= 0:
+                    del self._count[key]
+
+    def holds(self, path) -> bool:
+        """Whether this process has a connection to path's file (or path is that
+        file's -wal, -shm or -journal)."""
+        path = Path(path)
+        candidates = [path]
+        for suffix in ("-wal", "-shm", "-journal"):
+            if path.name.endswith(suffix):
+                candidates.append(path.with_name(path.name[: -len(suffix)]))
+        with self.lock:
+            return any((k := self.key(p)) is not None and k in self._count for p in candidates)
 
 
-def check_meta(meta: dict, path) -> int:
-    """The schema version a gallery's meta table gives, if this code can use it (on
-    either backend); GalleryError for another program's data or a newer gallery."""
-    if meta.get("app") != APP_ID:
-        raise GalleryError(f"{path} is not a faceapp gallery: it belongs to "
-                           f"{meta.get('app') or 'another program'!r}")
-    try:
-        version = int(meta.get("schema_version", ""))
-    except ValueError:
-        raise GalleryError(f"the gallery {path} is damaged: its schema version "
-                           f"{meta.get('schema_version')!r} is not a number") from None
-    if version > SCHEMA_VERSION:
-        raise GalleryError(f"the gallery {path} was written by a newer faceapp (schema "
-                           f"version {version}; this version reads up to {SCHEMA_VERSION}); "
-                           "update faceapp to open it")
-    if version < 1:
-        raise GalleryError(f"the gallery {path} is damaged: schema version {version}")
-    return version
+LIVE_FILES = LiveFiles()
 
 
-def _inspect(path: Path, timeout: float) -> _FileState:
-    """Look at an existing file without changing it."""
+def inspect(path: Path, timeout: float, *, live: bool = False) -> FileState:
+    """Look at an existing file without changing it. live: this process already has
+    a connection to it, so its bytes are read only through SQLite (see LiveFiles)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return _FileState(empty=True)
+        return FileState(empty=True)
     except OSError as exc:
         raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise GalleryError(f"{path} is not a file")
-    try:
-        header, size = _read_header(path)
-    except OSError as exc:
-        raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
-    if size == 0:
-        return _FileState(empty=True)
-    _check_header(path, header, size)
+    if not live:
+        try:
+            header, size = _read_header(path)
+        except OSError as exc:
+            raise GalleryError(f"the gallery {path} cannot be read: {exc.strerror}") from exc
+        if size == 0:
+            return FileState(empty=True)
+        _check_header(path, header, size)
+    elif st.st_size == 0:
+        return FileState(empty=True)
 
     sidecars = [Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal")]
-    quiet = not any(p.exists() for p in sidecars)
+    quiet = not live and not any(p.exists() for p in sidecars)
     # A file that no one has open is read as immutable: SQLite then creates no -wal
     # or -shm beside it. If it changed meanwhile, it is read again the normal way.
     attempts = [("immutable", "1"), ("mode", "ro")] if quiet else [("mode", "ro")]
     for n, (key, value) in enumerate(attempts):
         try:
-            conn = sqlite3.connect(_uri(path, **{key: value}), uri=True, timeout=timeout,
+            conn = sqlite3.connect(uri(path, **{key: value}), uri=True, timeout=timeout,
                                    isolation_level=None)
         except sqlite3.Error as exc:
-            raise _sqlite_message(path, exc, timeout) from exc
+            raise sqlite_message(path, exc, timeout) from exc
         try:
             db = Sql(conn, SQLITE)
             check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if check != "ok":
                 raise GalleryError(f"the gallery {path} is damaged ({check}); restore it "
                                    "from an export or a backup")
-            return _FileState(empty=False, version=_read_meta(db, path))
+            return FileState(empty=False, version=read_meta(db, path))
         except sqlite3.Error as exc:
             changed = False
             try:
@@ -234,13 +235,13 @@ def _inspect(path: Path, timeout: float) -> _FileState:
                 pass
             if n + 1 < len(attempts) and changed:
                 continue
-            raise _sqlite_message(path, exc, timeout) from exc
+            raise sqlite_message(path, exc, timeout) from exc
         finally:
             conn.close()
     raise AssertionError("unreachable")
 
 
-def _tighten_permissions(path: Path) -> None:
+def tighten_permissions(path: Path) -> None:
     """An existing gallery (and its -wal and -shm) readable by others becomes
     owner-only: it holds biometric data. Files of another user, or on a read-only
     medium, are left as they are."""
@@ -253,7 +254,7 @@ def _tighten_permissions(path: Path) -> None:
             continue
 
 
-def _backup_path(path: Path, version: int) -> Path:
+def backup_path(path: Path, version: int) -> Path:
     candidate = path.with_name(f"{path.name}.v{version}.bak")
     n = 1
     while candidate.exists():
@@ -277,11 +278,38 @@ def _remove_stale_temp_files(folder: Path, name: str) -> None:
             continue
 
 
+def is_sqlite_file(path) -> bool:
+    """Whether path is an SQLite database (a gallery, a station's spool, another
+    program's): read by its header, so never call it on a file open in this process
+    (LIVE_FILES.holds)."""
+    try:
+        header, _ = _read_header(Path(path))
+    except OSError:
+        return False
+    return header.startswith(_SQLITE_MAGIC)
+
+
+def check_output_path(path, *, overwrite: bool = False, what: str = "the output") -> Path:
+    """Refuse to write an output (an export, a CSV) over a gallery: the one this
+    process has open, always; any other SQLite database unless overwrite is given."""
+    path = Path(path)
+    if LIVE_FILES.holds(path):
+        raise GalleryError(f"{path} is the gallery in use: {what} cannot be written over it; "
+                           "choose another file name")
+    if path.exists() and is_sqlite_file(path) and not overwrite:
+        raise GalleryError(f"{path} is a database (a gallery?): {what} would replace it; "
+                           "choose another file name, or confirm replacing it")
+    return path
+
+
 def write_private_file(path: Path, data: bytes | Callable[[object], None]) -> None:
     """Atomically replace path with data, owner-only from the first byte: a 0600 temp
     file in the same folder, fsync, os.replace, fsync of the folder. data may be a
-    function writing to the open binary file."""
+    function writing to the open binary file. A gallery open in this process is never
+    replaced (check_output_path)."""
     path = Path(path)
+    if LIVE_FILES.holds(path):
+        raise GalleryError(f"{path} is the gallery in use: it cannot be replaced")
     folder = path.parent if str(path.parent) else Path(".")
     _remove_stale_temp_files(folder, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)

@@ -27,7 +27,7 @@ def has_password(url: str) -> bool:
 def describe(location: str | os.PathLike) -> str:
     """The location as shown to a person (a server's without its password)."""
     if is_server_location(location):
-        from .gallery_server import display_location
+        from .server import display_location
 
         return display_location(location)
     return str(location)

@@ -1,9 +1,9 @@
 """The gallery's schema, defined once for both backends: SQLAlchemy renders it as each
 database's DDL (BLOB / BYTEA, INTEGER PRIMARY KEY / BIGSERIAL, REAL / DOUBLE
 PRECISION). Only the DDL comes from here; the gallery's queries are plain SQL
-(gallery_sql.py). Imported only to create a gallery (and by migrations), so that
+(sql.py). Imported only to create a gallery (and by migrations), so that
 opening one does not load SQLAlchemy. The version it describes is
-gallery_schema.SCHEMA_VERSION; its layout is described there.
+schema.SCHEMA_VERSION; its layout is described there.
 """
 
 from __future__ import annotations
@@ -54,7 +54,13 @@ def _text_default(name: str) -> sa.Column:
 
 METADATA = sa.MetaData()
 
+# what the gallery is (app id, schema version, created): written by its owner only
 sa.Table("meta", METADATA,
+         sa.Column("key", _Text, primary_key=True, nullable=True),
+         sa.Column("value", _Text, nullable=False))
+# v7: what every station changes (change counters, shared settings); a station role on
+# a server may write this table but not meta
+sa.Table("gallery_state", METADATA,
          sa.Column("key", _Text, primary_key=True, nullable=True),
          sa.Column("value", _Text, nullable=False))
 sa.Table("people", METADATA,
@@ -107,6 +113,10 @@ sa.Table("events", METADATA,
          # event queued while the server was away is stored once however often sent
          _text_default("station"),
          sa.Column("uid", _Text),
+         # v7: who the nearest and runner-up names were, so that deleting a person
+         # clears them whatever name they had then
+         sa.Column("nearest_id", _Id),
+         sa.Column("runner_up_id", _Id),
          sa.Index("events_time", "time"),
          sa.Index("events_person", "person_id", "time"),
          sa.Index("events_unknown", "time", sqlite_where=sa.text("name IS NULL"),
@@ -134,6 +144,9 @@ sa.Table("unknown_faces", METADATA,
          sa.Column("vector", _Blob, sa.CheckConstraint("length(vector) = 4 * dim"),
                    nullable=False),
          sa.Column("content_hash", _Blob, nullable=False, unique=True),
+         # v7: the event that recorded it; naming its cluster makes that event the
+         # person's (so deleting the person deletes it)
+         sa.Column("event_uid", _Text),
          sa.Index("unknown_faces_seen", "seen"),
          sa.Index("unknown_faces_cluster", "cluster_id"))
 sa.Table("sightings", METADATA,

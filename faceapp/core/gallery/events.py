@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from .gallery_files import NotFound, write_private_file
-from .gallery_values import _check_id, _fmt_time, _parse_time, utc_now
+from .errors import NotFound
+from .files import write_private_file
+from .records import check_id, format_time, parse_time, utc_now
 
 
 @dataclass
@@ -45,6 +46,17 @@ class EventDetails:
     box: tuple[float, float, float, float] | None = None
 
 
+@dataclass
+class QueuedEvent:
+    uid: str
+    time: str  # the gallery's time format, when it was seen
+    person_id: int | None
+    score: float | None
+    source: str
+    thumbnail: bytes | None
+    details: EventDetails
+
+
 class EventLog:
     """The gallery's event methods; they run in the gallery's transactions."""
 
@@ -71,20 +83,23 @@ class EventLog:
         box = None
         if details.box is not None:
             box = json.dumps([round(float(v), 1) for v in details.box])
-        when = _fmt_time(time if time is not None else utc_now())
+        when = format_time(time if time is not None else utc_now())
         uid = uid or uuid.uuid4().hex
-        with self._write(bump=False, wait=wait) as db:
+        with self.writing(bump=False, wait=wait) as db:
             def name_of(pid):  # a person deleted meanwhile leaves no name
                 row = db.execute("SELECT name FROM people WHERE id = ?",
-                                 [_check_id(pid, "person")]).fetchone() if pid else None
+                                 [check_id(pid, "person")]).fetchone() if pid else None
                 return row[0] if row else None
 
-            pid = self._require_person(db, person_id) if person_id is not None else None
+            pid = self.require_person(db, person_id) if person_id is not None else None
+            nearest, runner_up = name_of(details.nearest_id), name_of(details.runner_up_id)
             record = {
                 "time": when, "person_id": pid, "name": name_of(pid), "score": score,
                 "source": source, "thumbnail": thumbnail_jpeg, "reason": details.reason,
-                "nearest": name_of(details.nearest_id),
-                "runner_up": name_of(details.runner_up_id),
+                "nearest": nearest, "runner_up": runner_up,
+                # who they were, so that deleting them clears these names later
+                "nearest_id": int(details.nearest_id) if nearest is not None else None,
+                "runner_up_id": int(details.runner_up_id) if runner_up is not None else None,
                 "runner_up_score": (None if details.runner_up_score is None
                                     else float(details.runner_up_score)),
                 "box": box, "station": self.station, "uid": uid}
@@ -106,8 +121,8 @@ class EventLog:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))
-        with self._read() as db:
-            return [Event(id=r[0], time=_parse_time(r[1]), person_id=r[2], name=r[3],
+        with self.reading() as db:
+            return [Event(id=r[0], time=parse_time(r[1]), person_id=r[2], name=r[3],
                           score=r[4], source=r[5], has_thumbnail=bool(r[6]), reason=r[7],
                           nearest=r[8], runner_up=r[9], runner_up_score=r[10],
                           box=tuple(json.loads(r[11])) if r[11] else None, station=r[12])
@@ -115,7 +130,7 @@ class EventLog:
 
     def stations(self) -> list[str]:
         """The stations that recorded events, by name."""
-        with self._read() as db:
+        with self.reading() as db:
             return [r[0] for r in db.execute("SELECT DISTINCT station FROM events "
                                              "WHERE station != '' ORDER BY station")]
 
@@ -128,20 +143,20 @@ class EventLog:
             params.append(str(station))
         if person_id is not None:
             clauses.append("person_id = ?")
-            params.append(_check_id(person_id, "person"))
+            params.append(check_id(person_id, "person"))
         if since is not None:
             clauses.append("time >= ?")
-            params.append(_fmt_time(since))
+            params.append(format_time(since))
         if until is not None:
             clauses.append("time < ?")
-            params.append(_fmt_time(until))
+            params.append(format_time(until))
         if unknown_only:
             clauses.append("name IS NULL")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def event_thumbnail(self, event_id: int) -> bytes | None:
-        eid = _check_id(event_id, "event")
-        with self._read() as db:
+        eid = check_id(event_id, "event")
+        with self.reading() as db:
             row = db.execute("SELECT thumbnail FROM events WHERE id = ?", [eid]).fetchone()
         if row is None:
             raise NotFound(f"no event with id {eid}")
@@ -155,7 +170,7 @@ class EventLog:
         station, oldest first, to a new owner-only file (replaced atomically).
         Returns the number of rows."""
         where, params = self._event_filter(person_id, since, until, unknown_only, station)
-        with self._read() as db:
+        with self.reading() as db:
             rows = db.execute("SELECT time, name, score, source, reason, nearest, runner_up, "
                               f"runner_up_score, box, station FROM events{where} "
                               "ORDER BY time, id", params).fetchall()
@@ -182,11 +197,11 @@ class EventLog:
         cutoff = utc_now() - older_than if isinstance(older_than, timedelta) else older_than
         if not isinstance(cutoff, datetime):
             raise TypeError("older_than is a datetime or a timedelta")
-        with self._write(bump=False) as db:
-            return db.execute("DELETE FROM events WHERE time < ?", [_fmt_time(cutoff)]).rowcount
+        with self.writing(bump=False) as db:
+            return db.execute("DELETE FROM events WHERE time < ?", [format_time(cutoff)]).rowcount
 
     def event_count(self) -> int:
-        with self._read() as db:
+        with self.reading() as db:
             return db.execute("SELECT count(*) FROM events").fetchone()[0]
 
 

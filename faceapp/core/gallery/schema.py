@@ -2,9 +2,11 @@
 face sample, and the migrations from every older version (the only place schema
 changes live).
 
-Layout (schema version 6)::
+Layout (schema version 7)::
 
-    meta(key, value)              app id, schema_version, created, data_version
+    meta(key, value)              app id, schema_version, created (the owner's)
+    gallery_state(key, value)     data_version and the other change counters, the
+                                  unknown faces' retention (what stations write)
     people(id, name, name_key, created, updated, notes,
            portrait_id -> faces ON DELETE SET NULL: the sample shown for them)
     faces(id, person_id -> people ON DELETE CASCADE, crop PNG, landmarks JSON 5x2,
@@ -13,13 +15,14 @@ Layout (schema version 6)::
     embeddings(face_id -> faces ON DELETE CASCADE, model_id, dim, vector f32 blob)
     events(id, time, person_id -> people ON DELETE SET NULL, score, source,
            thumbnail JPEG, name, reason, nearest, runner_up, runner_up_score, box,
-           station, uid UNIQUE)   the station that saw it; an id made there
+           station, uid UNIQUE,   the station that saw it; an id made there
+           nearest_id, runner_up_id)   who the nearest people were (ids, no keys)
     unknown_clusters(id, created, ignored)
     unknown_faces(id, cluster_id -> unknown_clusters ON DELETE CASCADE, seen, source,
                   path, box, crop JPEG, landmarks, quality, enrollable, model_id,
-                  dim, vector, content_hash UNIQUE)
+                  dim, vector, content_hash UNIQUE, event_uid)
           faces nobody was recognised as, kept for the retention period
-          (meta unknown_retention_days) so they can be grouped and named
+          (gallery_state unknown_retention_days) so they can be grouped and named
     sightings(id, path, person_id -> people ON DELETE CASCADE,
               unknown_id -> unknown_faces ON DELETE CASCADE, box, score, scanned)
           which file each face found by `scan` came from; exactly one of
@@ -35,7 +38,12 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from .gallery_sql import Sql
+from .errors import GalleryError
+from .records import format_time, utc_now
+from .sql import Sql
+
+APP_ID = "faceapp-gallery"
+SQLITE_APPLICATION_ID = 0x46414347  # "FACG" in the file header, for file(1) and friends
 
 def encode_crop(crop: np.ndarray) -> bytes:
     """H x W x 3 uint8 RGB -> PNG bytes (lossless)."""
@@ -59,16 +67,22 @@ def decode_crop(png: bytes) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-# ------------------------------------------------------------------- schema v6
-# defined once for both backends in gallery_tables.py (SQLAlchemy)
+# ------------------------------------------------------------------- schema v7
+# defined once for both backends in tables.py (SQLAlchemy)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DEFAULT_UNKNOWN_RETENTION_DAYS = 30
+META_KEYS = ("app", "schema_version", "created")  # meta holds these only (v7)
+# gallery_state keys
+STATE_DATA_VERSION = "data_version"  # people, faces, embeddings changed
+STATE_UNKNOWNS_VERSION = "unknown_version"  # unknown faces changed
+STATE_CLUSTER_COUNTER = "next_unknown_cluster"
+STATE_RETENTION = "unknown_retention_days"
 
 
 def schema_statements(dialect: str) -> list[str]:
     """The DDL that creates an empty gallery of this version on this backend."""
-    from .gallery_tables import create_statements
+    from .tables import create_statements
 
     return create_statements(dialect)
 
@@ -235,6 +249,32 @@ def _migrate_5_to_6(db: Sql) -> None:
     _alembic(db, build)
 
 
+def _migrate_6_to_7(db: Sql) -> None:
+    """v7: what stations change moves out of meta into gallery_state (a station role
+    on a server may no longer write meta, so it cannot change the schema version);
+    events keep who their nearest people were; unknown faces keep their event."""
+    import sqlalchemy as sa
+
+    def build(op) -> None:
+        tables = db.table_names()
+        if "gallery_state" not in tables:
+            op.create_table("gallery_state",
+                            sa.Column("key", sa.Text, primary_key=True, nullable=True),
+                            sa.Column("value", sa.Text, nullable=False))
+        if "nearest_id" not in db["events"].columns_dict:
+            op.add_column("events", sa.Column("nearest_id", sa.Integer))
+        if "runner_up_id" not in db["events"].columns_dict:
+            op.add_column("events", sa.Column("runner_up_id", sa.Integer))
+        if "event_uid" not in db["unknown_faces"].columns_dict:
+            op.add_column("unknown_faces", sa.Column("event_uid", sa.Text))
+
+    _alembic(db, build)
+    kept = ", ".join("?" * len(META_KEYS))
+    db.execute(f"INSERT INTO gallery_state(key, value) SELECT key, value FROM meta "
+               f"WHERE key NOT IN ({kept})", list(META_KEYS))
+    db.execute(f"DELETE FROM meta WHERE key NOT IN ({kept})", list(META_KEYS))
+
+
 # MIGRATIONS[i] takes a gallery from version i + 1 to i + 2. They run inside one
 # transaction (on a file with foreign keys off, so a later one may rebuild a table);
 # the foreign keys are checked before the commit.
@@ -244,5 +284,41 @@ MIGRATIONS: list[Callable[[Sql], None]] = [
     _migrate_3_to_4,
     _migrate_4_to_5,
     _migrate_5_to_6,
+    _migrate_6_to_7,
 ]
 assert len(MIGRATIONS) + 1 == SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------- a new gallery
+
+def create_gallery(db: Sql) -> None:
+    """Create an empty gallery of this version in an empty database (either backend),
+    inside the caller's transaction: the tables, then what `meta` starts with."""
+    for statement in schema_statements(db.dialect):
+        db.execute(statement)
+    db["meta"].insert_all([
+        {"key": "app", "value": APP_ID},
+        {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+        {"key": "created", "value": format_time(utc_now())},
+    ])
+    db["gallery_state"].insert_all([{"key": STATE_DATA_VERSION, "value": "0"}])
+
+
+def check_meta(meta: dict, path) -> int:
+    """The schema version a gallery's meta table gives, if this code can use it (on
+    either backend); GalleryError for another program's data or a newer gallery."""
+    if meta.get("app") != APP_ID:
+        raise GalleryError(f"{path} is not a faceapp gallery: it belongs to "
+                           f"{meta.get('app') or 'another program'!r}")
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise GalleryError(f"the gallery {path} is damaged: its schema version "
+                           f"{meta.get('schema_version')!r} is not a number") from None
+    if version > SCHEMA_VERSION:
+        raise GalleryError(f"the gallery {path} was written by a newer faceapp (schema "
+                           f"version {version}; this version reads up to {SCHEMA_VERSION}); "
+                           "update faceapp to open it")
+    if version < 1:
+        raise GalleryError(f"the gallery {path} is damaged: schema version {version}")
+    return version

@@ -1,7 +1,7 @@
 """The gallery on a PostgreSQL server, shared by several stations (psycopg 3).
 
-Same schema, same API and the same SQL as a gallery file (``Gallery`` picks this
-class for a ``postgresql://`` location). What differs is only how a transaction is
+Same schema, same API and the same SQL as a gallery file (``open_gallery`` picks
+this class for a ``postgresql://`` location). What differs is only how a transaction is
 run and what can go wrong:
 
 - Writers take one transaction-level advisory lock first, so writes are serial, as
@@ -29,11 +29,13 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from .gallery import DEFAULT_TIMEOUT, Gallery, default_station
-from .gallery_files import (GalleryError, GalleryLocked, GalleryUnavailable, check_meta,
-                            create_gallery)
-from .gallery_schema import MIGRATIONS, SCHEMA_VERSION
-from .gallery_sql import POSTGRESQL, Sql
+from .errors import GalleryError, GalleryLocked, GalleryUnavailable
+from .records import default_station
+from .schema import MIGRATIONS, SCHEMA_VERSION, check_meta, create_gallery
+from .sql import POSTGRESQL, Sql
+from .store import GalleryStore
+
+DEFAULT_TIMEOUT = 10.0
 
 WRITE_LOCK = 0x46414347  # the advisory lock every write takes ("FACG")
 FIRST_SERVER_VERSION = 6  # galleries on a server start at schema v6
@@ -59,7 +61,7 @@ def display_location(url: str) -> str:
     return shown + ("?" + "&".join(extras) if extras else "")
 
 
-class ServerGallery(Gallery):
+class ServerGallery(GalleryStore):
     """One gallery in a PostgreSQL database. Thread-safe (one connection behind a
     lock); any number of stations may use the same database."""
 
@@ -165,7 +167,7 @@ class ServerGallery(Gallery):
         return GalleryError(f"the gallery {self._path} could not be used: {text}")
 
     @contextmanager
-    def _write(self, *, bump: bool = True, wait: float | None = None) -> Iterator[Sql]:
+    def writing(self, *, bump: bool = True, wait: float | None = None) -> Iterator[Sql]:
         with self._lock:
             if self.read_only:
                 raise GalleryError(f"the gallery {self._path} is read-only: nothing can be "
@@ -180,11 +182,11 @@ class ServerGallery(Gallery):
                     db.execute("SELECT pg_advisory_xact_lock(?)", [WRITE_LOCK])
                     yield db
                     if bump:
-                        db.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 "
+                        db.execute("UPDATE gallery_state SET value = CAST(CAST(value AS BIGINT) + 1 "
                                    "AS TEXT) WHERE key = 'data_version'")
 
     @contextmanager
-    def _read(self) -> Iterator[Sql]:
+    def reading(self) -> Iterator[Sql]:
         with self._lock:
             with self._translated(self._timeout):
                 conn, db = self._require()
@@ -195,7 +197,7 @@ class ServerGallery(Gallery):
                     db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     yield db
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
         """Nothing to do: the server keeps no deleted rows in a file of ours (VACUUM
         reclaims them on its own schedule)."""
 
@@ -215,7 +217,7 @@ class ServerGallery(Gallery):
         return check_meta(meta, self._path)
 
     def _open(self) -> None:
-        with self._read() as db:
+        with self.reading() as db:
             version = self._version(db)
         if version == SCHEMA_VERSION:
             return
@@ -223,7 +225,7 @@ class ServerGallery(Gallery):
             raise GalleryError(f"the gallery {self._path} is read-only and "
                                + ("holds no gallery yet" if version is None
                                   else f"needs an upgrade from version {version}"))
-        with self._write(bump=False) as db:
+        with self.writing(bump=False) as db:
             version = self._version(db)  # another station may have done it meanwhile
             if version is None:
                 create_gallery(db)
@@ -247,12 +249,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# The privileges a station needs: it reads and changes rows, never the tables. The
-# owner (who created the gallery: the first faceapp run with that role) alone can
-# change or drop tables, and runs the migrations of a newer faceapp.
+# The privileges a station needs: it reads and changes rows, never the tables, and
+# only reads meta (the schema version and the gallery's identity): the counters it
+# changes live in gallery_state. The owner (who created the gallery: the first faceapp
+# run with that role) alone can change or drop tables, writes meta, and runs the
+# migrations of a newer faceapp.
 STATION_PRIVILEGES = (
     "GRANT USAGE ON SCHEMA {schema} TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+    "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.meta FROM {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
 )
 
@@ -264,7 +269,7 @@ def grant_station(gallery: ServerGallery, role: str) -> None:
 
     if not isinstance(gallery, ServerGallery):
         raise GalleryError("grant-station is for a gallery on a server")
-    with gallery._write(bump=False) as db:
+    with gallery.writing(bump=False) as db:
         schema = db.execute("SELECT current_schema()").fetchone()[0]
         for statement in STATION_PRIVILEGES:
             db.conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema),
