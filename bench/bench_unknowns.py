@@ -9,7 +9,9 @@
   person: pairwise precision and recall, BCubed precision, recall and F.
 --speed: 10,000 real LFW faces grouped in one call, then 100 more added to them,
   in memory (clustering.py) and through the gallery file (unknowns.py: crops,
-  vectors and cluster changes written in one transaction).
+  vectors and cluster changes written in one transaction); in memory also with the
+  faces in photos of three (`*_photos_*`: faces of one photo are never grouped, so
+  every join and merge is checked against the photos' index).
 
 LFW is research data (non-commercial use). Say in every figure whether the machine has
 AVX-512 VNNI (grep avx512_vnni /proc/cpuinfo).
@@ -98,6 +100,14 @@ def speed(model: str) -> dict:
     t0 = time.perf_counter()
     clusters.add(more)
     out["memory_add_100_s"] = round(time.perf_counter() - t0, 4)
+    photos = [f"photo {i // 3}" for i in range(len(base) + len(more))]
+    clusters = FaceClusters(embedder.dim, threshold)
+    t0 = time.perf_counter()
+    clusters.add(base, photos=photos[:len(base)])
+    out["memory_10000_photos_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    clusters.add(more, photos=photos[len(base):])
+    out["memory_add_100_photos_s"] = round(time.perf_counter() - t0, 4)
 
     import cv2
 

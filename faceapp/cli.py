@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .core.filenames import display_name
+from .core.gallery.retention import MAX_RETENTION_DAYS
 from .core.imageio import ImageError, load_image, read_image
 from .core.models import InferenceError, ModelPackError
 from .core.paths import default_gallery_path
@@ -209,6 +210,53 @@ def cmd_import(args) -> int:
     _print_report(report)
     print(json.dumps({"people": len(report.people), "added": report.added,
                       "skipped": len(report.skipped), "seconds": round(elapsed, 2)}))
+    return 0
+
+
+def cmd_import_tags(args) -> int:
+    from .core.enroll import Enroller
+    from .core.face_tags import ExifTool, import_tags
+
+    exiftool = ExifTool()  # no exiftool: said before any model is loaded
+    with _gallery(args) as gallery:
+        enroller = Enroller(_pipeline(args, gallery), gallery)
+        started = time.perf_counter()
+        report = import_tags(enroller, args.paths, ProgressBar("reading tags"),
+                             exiftool=exiftool)
+        elapsed = time.perf_counter() - started
+    _print_report(report)
+    for message in report.warnings:  # saved anyway: the tag is what a person chose
+        print(f"warning: {message}", file=sys.stderr)
+    print(json.dumps({"photos": report.photos, "tagged_photos": report.tagged,
+                      "regions": report.regions, "people": len(report.people),
+                      "added": report.added, "skipped": len(report.skipped),
+                      "seconds": round(elapsed, 2)}))
+    return 0
+
+
+def cmd_write_tags(args) -> int:
+    from .core.face_tags import ExifTool, write_tags
+
+    exiftool = ExifTool()  # no exiftool: said before any model is loaded
+    with _gallery(args) as gallery:
+        pipeline = _pipeline(args, gallery)
+        recognizer = Recognizer(pipeline, gallery, _point(args), log_events=False,
+                                keep_unknowns=False)
+        if not len(recognizer.index):
+            raise CommandError("nobody in the gallery has templates for "
+                               f"{pipeline.embedder.model_id}: enroll people first (or run "
+                               "`faceapp reembed`)")
+        report = write_tags(recognizer, args.paths, dry_run=args.dry_run,
+                            sidecar=args.sidecar, in_file=args.in_file,
+                            progress=ProgressBar("writing tags"),
+                            on_change=lambda c: print(json.dumps(c.record()), flush=True),
+                            exiftool=exiftool)
+    for item, why in report.skipped:
+        print(f"skipped {item}: {why}", file=sys.stderr)
+    would = "would be " if args.dry_run else ""
+    print(f"{report.photos} photo(s), {report.faces} face(s), {report.recognised} of people "
+          f"enrolled; {report.already_tagged} already tagged (left as they are); "
+          f"{report.added} tag(s) {would}written into {report.files} file(s)", file=sys.stderr)
     return 0
 
 
@@ -649,6 +697,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.set_defaults(func=cmd_import)
 
+    p = sub.add_parser("import-tags", help="enroll the faces that photos are already tagged "
+                       "with (digiKam, Lightroom, Picasa, darktable, Windows Photos: XMP face "
+                       "regions, embedded or in .xmp sidecars)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="photos or folders (subfolders too)")
+    p.set_defaults(func=cmd_import_tags)
+
+    p = sub.add_parser("write-tags", help="write the names faceapp recognises as standard "
+                       "face tags (MWG regions) into .xmp sidecars (JSON lines)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="photos or folders (subfolders too)")
+    p.add_argument("--sidecar", choices=["photo.xmp", "photo.jpg.xmp"], default="photo.xmp",
+                   help="sidecar name: photo.xmp (Lightroom, digiKam; the default) or "
+                        "photo.jpg.xmp (darktable)")
+    p.add_argument("--in-file", action="store_true",
+                   help="write into the photos themselves instead of sidecars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only list what would be written; no file is changed")
+    p.set_defaults(func=cmd_write_tags)
+
     p = sub.add_parser("identify", help="identify faces in an image, video, folder, "
                                         "camera index or stream URL (JSON lines)")
     p.add_argument("source")
@@ -705,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include ignored clusters")
     p.add_argument("--min-size", type=_int_in(1, 10**9, "--min-size"), default=1,
                    help="list clusters of at least N faces")
-    p.add_argument("--retention", type=_int_in(0, 36_500, "--retention"), metavar="DAYS",
+    p.add_argument("--retention", type=_int_in(0, MAX_RETENTION_DAYS, "--retention"),
+                   metavar="DAYS",
                    help="keep unknown faces this many days (0: keep none); older ones "
                         "are deleted now")
     p.set_defaults(func=cmd_unknowns)

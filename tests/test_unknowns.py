@@ -329,4 +329,6 @@ def test_unknown_commands_name_what_is_wrong(tmp_path):
     assert "no unknown cluster with id 7" in fails("ignore-cluster", 7)
     assert f"{tmp_path / 'nowhere'} does not exist" in fails("scan", tmp_path / "nowhere")
     assert "nobody called 'Ada'" in fails("photos-of", "Ada")
-    assert "0 to 3650 days" in fails("unknowns", "--retention", "-1")
+    refused = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), "unknowns",
+                              "--retention", "-1"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "from 0 to 3650, not -1" in refused.stderr

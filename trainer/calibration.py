@@ -60,10 +60,11 @@ class CalibrationRecord:
     faces: list[tuple[str, list[float]]]  # path under ../shared/data, 10 landmark floats
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     measured_on: str = ""  # the CPU and library versions of the recorded measurement
+    file: Path | None = field(default=None, compare=False)  # default: record_path(pack)
 
     @property
     def path(self) -> Path:
-        return record_path(self.pack)
+        return self.file or record_path(self.pack)
 
     def crops(self) -> np.ndarray:
         """The recorded faces aligned for the record's template (N x H x W x 3 uint8)."""
@@ -103,6 +104,7 @@ def load_record(pack: str, path: Path | None = None) -> CalibrationRecord | None
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     return CalibrationRecord(
+        file=path,
         pack=data["pack"], template=data["template"], method=data["method"],
         seed=int(data["seed"]), measured_on=data.get("measured_on", ""),
         faces=[(rel, [float(v) for v in points]) for rel, points in data["faces"]],

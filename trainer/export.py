@@ -133,7 +133,8 @@ def measure_ranges(fp32_path: Path, calibration: np.ndarray, method: str = "minm
     with tempfile.TemporaryDirectory() as tmp:
         quantize_int8(fp32_path, Path(tmp) / "measure.int8.onnx", calibration, method,
                       keep_fp32, seven_bit_weights, measured=measured)
-    return measured
+    # onnxruntime collects the tensors in a set: their order changes from run to run
+    return dict(sorted(measured.items()))
 
 
 class _GivenRanges:

@@ -267,15 +267,17 @@ def describe_difference(old: Path, new: Path) -> str:
 
 def refresh(pack: str, remeasure: bool = False, recalibrate: bool = False,
             out_root: Path | None = None, threads: int = 2,
-            reports: Path | None = None, measure_sections: bool = True) -> Refreshed:
-    """Rebuild `pack` into out_root/<pack> (default assets/models). measure_sections
-    False: build and compare only, keep every measured section (a test's quick run;
-    it refuses when a file changed)."""
+            reports: Path | None = None, measure_sections: bool = True,
+            staging: Path | None = None) -> Refreshed:
+    """Rebuild `pack` into out_root/<pack> (default assets/models), built in
+    staging/<pack> (default: in the trainer cache). measure_sections False: build and
+    compare only, keep every measured section (a test's quick run; it refuses when a
+    file changed)."""
     log = Progress(pack)
     dest = (out_root or repo_packs_dir()) / pack
     previous = json.loads((dest / MANIFEST).read_text(encoding="utf-8")) \
         if (dest / MANIFEST).exists() else None
-    staging = cache_dir() / "refresh" / "staging" / pack
+    staging = (staging or cache_dir() / "refresh" / "staging") / pack
     manifest = build(pack, staging, previous, recalibrate, log)
     result = Refreshed(pack, dest)
 

@@ -18,6 +18,8 @@ In pipeline order:
     enroll.py       enrolment from photos and folders, re-embedding
     unknowns.py     faces nobody was recognised as, grouped (clustering.py) and named
     scan.py         a photo archive scanned: which face is in which file
+    face_tags.py    face tags other photo programs read and write (XMP, via exiftool)
+    manual_face.py  a face the detector missed, found inside a box the user drew
     archive.py      a gallery exported to one file (optionally encrypted) and back
     filenames.py    file names as the file system gives them (shown escaped)
     paths.py        the user's data folder

@@ -9,6 +9,12 @@ mean cos(A, B) = S_A . S_B / (n_A n_B). Adding faces never re-clusters what was
 grouped before: new faces are assigned one by one, then only the clusters they
 touched are checked for merges.
 
+Faces of one photo or video frame are different people ("cannot-link"): a face never
+joins a cluster that holds a face of its photo, and two clusters that hold faces of one
+photo never merge (a face then joins its next-best cluster, if that one is close
+enough). Each cluster keeps the photos of its faces; a photo's index says which
+clusters hold it, so the check costs a lookup per face and per merge.
+
 Average linkage rather than single linkage (any one close pair joins two groups)
 because single linkage chains strangers through look-alikes; rather than centroid
 cosine because a centroid's noise shrinks as a cluster grows, which makes big
@@ -47,6 +53,8 @@ class FaceClusters:
         self._ids = np.zeros(0, np.int64)  # cluster id of each row
         self._row: dict[int, int] = {}
         self._next_id = 1
+        self._photos: list[dict] = []  # per row: photo -> its faces in the cluster
+        self._holders: dict[object, set[int]] = {}  # photo -> rows holding a face of it
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self._counts))
@@ -66,8 +74,9 @@ class FaceClusters:
 
     # ----------------------------------------------------------------- loading
 
-    def load(self, cluster_ids, vectors) -> None:
-        """Rebuild from stored assignments (faces with their cluster ids)."""
+    def load(self, cluster_ids, vectors, photos=None) -> None:
+        """Rebuild from stored assignments (faces with their cluster ids, and the photo
+        each is in: any hashable key, None where unknown)."""
         cluster_ids = np.asarray(cluster_ids, np.int64)
         vectors = np.asarray(vectors, np.float64).reshape(-1, self.dim)
         unique, rows = np.unique(cluster_ids, return_inverse=True)
@@ -77,6 +86,10 @@ class FaceClusters:
         self._counts = np.bincount(rows, minlength=len(unique)).astype(np.int64)
         self._row = {int(c): i for i, c in enumerate(unique)}
         self._next_id = int(unique.max()) + 1 if len(unique) else 1
+        self._photos = [{} for _ in unique]
+        self._holders = {}
+        for row, photo in zip(rows.tolist(), photos if photos is not None else ()):
+            self._note(row, photo)
 
     @property
     def next_id(self) -> int:
@@ -98,7 +111,37 @@ class FaceClusters:
         self._sums[row] = vector
         self._counts = np.append(self._counts, 1)
         self._row[cluster_id] = row
+        self._photos.append({})
         return cluster_id
+
+    # faces of one photo are different people: who holds which photo
+
+    def _note(self, row: int, photo, faces: int = 1) -> None:
+        if photo is None:
+            return
+        held = self._photos[row]
+        held[photo] = held.get(photo, 0) + faces
+        self._holders.setdefault(photo, set()).add(row)
+
+    def _unnote(self, row: int, photo) -> None:
+        held = self._photos[row]
+        if photo is None or photo not in held:
+            return
+        held[photo] -= 1
+        if held[photo] <= 0:
+            del held[photo]
+            rows = self._holders[photo]
+            rows.discard(row)
+            if not rows:
+                del self._holders[photo]
+
+    def _conflicts(self, row: int) -> list[int]:
+        """The other clusters (rows) holding a face of one of this cluster's photos."""
+        rows: set[int] = set()
+        for photo in self._photos[row]:
+            rows |= self._holders[photo]
+        rows.discard(row)
+        return list(rows)
 
     def _grow(self) -> None:
         # rows are appended often: grow the sums' storage geometrically
@@ -121,15 +164,18 @@ class FaceClusters:
         mean[:, self._counts == 0] = -np.inf
         return mean
 
-    def add(self, vectors, face_keys=None) -> ClusterChange:
+    def add(self, vectors, face_keys=None, photos=None) -> ClusterChange:
         """Assign new faces (N x dim unit vectors); face_keys name them in the result
-        (default 0..N-1). Returns where each went and the merges that followed.
+        (default 0..N-1); photos: the photo or frame each is in (hashable, None where
+        unknown), see the module's note. Returns where each went and the merges that
+        followed.
 
         Faces are taken one by one, in order; each block of faces is scored against
         every cluster in one product, and only the columns of the clusters that
         change within the block are scored again."""
         vectors = np.asarray(vectors, np.float64).reshape(-1, self.dim)
         keys = list(range(len(vectors))) if face_keys is None else [int(k) for k in face_keys]
+        photos = [None] * len(vectors) if photos is None else list(photos)
         assigned, created = {}, []
         touched: set[int] = set()
         for start in range(0, len(vectors), self.BLOCK):
@@ -139,8 +185,13 @@ class FaceClusters:
             # room for a column per cluster this block may create
             links = np.concatenate([links, np.full((len(block), len(block)), -np.inf)], axis=1)
             for i, vector in enumerate(block):
-                row = int(np.argmax(links[i])) if links.shape[1] else -1
-                if row < 0 or links[i, row] < self.threshold:
+                photo = photos[start + i]
+                scores = links[i]
+                if photo is not None and photo in self._holders:
+                    scores = scores.copy()  # not with a face of its own photo
+                    scores[list(self._holders[photo])] = -np.inf
+                row = int(np.argmax(scores)) if links.shape[1] else -1
+                if row < 0 or scores[row] < self.threshold:
                     cluster_id = self._new_cluster(vector)
                     created.append(cluster_id)
                     row = self._row[cluster_id]
@@ -152,6 +203,7 @@ class FaceClusters:
                 rest = block[i + 1:]
                 if len(rest):
                     links[i + 1:, row] = rest @ self._sums[row] / self._counts[row]
+                self._note(row, photo)
                 assigned[keys[start + i]] = cluster_id
                 touched.add(cluster_id)
         merged = self._merge_from(touched)
@@ -180,6 +232,9 @@ class FaceClusters:
                 out = (sums[which] @ sums.T) / (counts[which, None] * counts[None, :])
             out[:, counts == 0] = -np.inf
             out[np.arange(len(which)), which] = -np.inf  # not with itself
+            for i, row in enumerate(which):  # nor with a cluster sharing a photo
+                if self._photos[row]:
+                    out[i, self._conflicts(row)] = -np.inf
             return out
 
         order = list(rows)  # link row i belongs to cluster row order[i]
@@ -200,6 +255,9 @@ class FaceClusters:
             with np.errstate(divide="ignore", invalid="ignore"):
                 column = (sums[order] @ sums[keep]) / (counts[order] * counts[keep])
             column[counts[order] == 0] = -np.inf
+            barred = set(self._conflicts(keep))  # it holds the absorbed one's photos now
+            if barred:
+                column[[r for r, c in enumerate(order) if c in barred]] = -np.inf
             link[:, keep] = column
             if absorb in order:
                 link[order.index(absorb)] = -np.inf
@@ -230,25 +288,34 @@ class FaceClusters:
         self._counts[k] += self._counts[a]
         self._sums[a] = 0
         self._counts[a] = 0
+        for photo, faces in self._photos[a].items():
+            self._note(k, photo, faces)
+            self._holders[photo].discard(a)
+        self._photos[a] = {}
 
-    def remove(self, cluster_id: int, vectors) -> None:
-        """Take faces (their vectors) out of a cluster (removed, moved or expired)."""
+    def remove(self, cluster_id: int, vectors, photos=None) -> None:
+        """Take faces (their vectors, and their photos) out of a cluster (removed, moved
+        or expired)."""
         row = self._row.get(int(cluster_id))
         if row is None:
             return
         vectors = np.asarray(vectors, np.float64).reshape(-1, self.dim)
+        for photo in photos if photos is not None else ():
+            self._unnote(row, photo)
         self._sums[row] -= vectors.sum(axis=0)
         self._counts[row] = max(0, self._counts[row] - len(vectors))
         if self._counts[row] == 0:
             self._sums[row] = 0
 
-    def place(self, vectors) -> int:
+    def place(self, vectors, photos=None) -> int:
         """A new cluster holding exactly these faces (a split), merged with nothing."""
         vectors = np.asarray(vectors, np.float64).reshape(-1, self.dim)
         cluster_id = self._new_cluster(vectors[0])
         row = self._row[cluster_id]
         self._sums[row] = vectors.sum(axis=0)
         self._counts[row] = len(vectors)
+        for photo in photos if photos is not None else ():
+            self._note(row, photo)
         return cluster_id
 
 

@@ -434,11 +434,13 @@ class MTCNNDetector:
                 points[keep].astype(np.float32))
 
     # ------------------------------------------------------------------ public
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces of at least about min_face pixels, best score first."""
+    def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Face]:
+        """All faces of at least about min_face pixels (default: the detector's),
+        best score first."""
+        min_face = self.min_face if min_face is None else max(float(self.cell), min_face)
         rgb = as_rgb8(image)
         h, w = rgb.shape[:2]
-        if min(h, w) < self.min_face:
+        if min(h, w) < min_face:
             return []
         if self.color == "BGR":
             rgb = np.ascontiguousarray(rgb[:, :, ::-1])
@@ -454,7 +456,7 @@ class MTCNNDetector:
             work = cv2.resize(work, size, interpolation=cv2.INTER_AREA)
             back = w / work.shape[1]
         wh, ww = work.shape[:2]
-        scales = self._scales(wh, ww, max(float(self.cell), self.min_face / back))
+        scales = self._scales(wh, ww, max(float(self.cell), min_face / back))
         if not scales:
             return []
         levels = _mip_levels(work, scales[-1])

@@ -9,6 +9,7 @@ the pack's calibration (operating.py) every time the index changes.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,6 +21,9 @@ from .population import adapt, own_scores
 # Why a face got the answer it got.
 MATCH, NO_GALLERY, BELOW, AMBIGUOUS, POOR_QUALITY, TRACK_VOTE = (
     "match", "no gallery", "below threshold", "ambiguous", "poor quality", "track vote")
+# Its nearest person is a better-matching face of the same photo or frame, and nobody
+# else passes the rule for it (a sibling, a look-alike, a poster of the same person).
+ALREADY_IN_PHOTO = "already in this photo"
 
 
 @dataclass
@@ -27,7 +31,8 @@ class Decision:
     person_id: int | None  # None: unknown
     score: float  # the nearest person's score (even when unknown)
     runner_up: float | None  # the second nearest person's score
-    reason: str  # MATCH, NO_GALLERY, BELOW, AMBIGUOUS, POOR_QUALITY, TRACK_VOTE
+    reason: str  # MATCH, NO_GALLERY, BELOW, AMBIGUOUS, POOR_QUALITY, TRACK_VOTE,
+    # ALREADY_IN_PHOTO
     nearest_id: int | None = None  # the nearest person, named or not
     runner_up_id: int | None = None
     face_id: int | None = None  # the nearest person's sample nearest the face
@@ -119,7 +124,58 @@ class Identifier:
         return decide(matches, self.rule)
 
     def identify(self, vectors: np.ndarray) -> list[Decision]:
+        """Each face on its own (faces of different photos: a benchmark's probes)."""
         return [self.decide(found) for found in self.search(vectors)]
+
+    def decide_together(self, found: list[list[Match]],
+                        claims: list[Decision | None] | None = None,
+                        vectors: list[np.ndarray | None] | np.ndarray | None = None
+                        ) -> list[Decision | None]:
+        """Decisions for the faces of one photo or frame, where nobody is two faces.
+
+        found: each face's candidates, best first (search(); [] where the face was not
+        searched now). claims: each face's own decision (default: decide(found); in
+        video a track's vote). Greedy by score: the face nearest a person keeps the
+        name; a face that loses it takes its next candidate not taken yet if that
+        passes the rule (its runner-up then being the next one after it), else it stays
+        unknown with ALREADY_IN_PHOTO, keeping who was nearest. vectors (the faces'
+        embeddings, None where not searched now) let a loser look further than the
+        candidates in `found` (a crowd of look-alikes)."""
+        claims = [self.decide(f) for f in found] if claims is None else list(claims)
+        out = list(claims)
+        heap = [(-d.score, i) for i, d in enumerate(claims) if d is not None and d.known]
+        if len(heap) < 2:
+            return out  # nothing to share out: the common case costs nothing
+        heapq.heapify(heap)
+        taken: set[int] = set()
+        while heap:
+            _, i = heapq.heappop(heap)
+            if out[i].person_id not in taken:
+                taken.add(out[i].person_id)
+                continue
+            vector = None if vectors is None else vectors[i]
+            out[i] = self._next_choice(claims[i], found[i], vector, taken)
+            if out[i].known:  # its next candidate, if no better face claims them
+                heapq.heappush(heap, (-out[i].score, i))
+        return out
+
+    def _next_choice(self, claim: Decision, found: list[Match], vector, taken: set[int]
+                     ) -> Decision:
+        rest = [m for m in found if m.person_id not in taken]
+        # the rule weighs the runner-up: a candidate is judged with the one after it
+        if len(rest) < 2 and len(found) < self.index.person_count:
+            if vector is None:
+                rest = []  # not searched now: too few candidates to judge one
+            else:
+                deeper = min(len(taken) + 2, self.index.person_count)
+                found = self.index.search(np.asarray(vector, np.float32)[None], k=deeper)[0]
+                rest = [m for m in found if m.person_id not in taken]
+        if rest:
+            other = self.decide(rest)
+            if other.known:
+                return other
+        return replace(claim, person_id=None, reason=ALREADY_IN_PHOTO,
+                       nearest_id=claim.person_id)
 
     def self_check(self, look_alikes: int = 5) -> "SelfCheck":
         """Every enrolled photo searched, as a stranger's would be, against the other

@@ -21,7 +21,7 @@ from .align import align_face, align_faces, storage_crop
 from .detect import Face, MTCNNDetector
 from .embed import Embedder
 from .event_writer import EventWriter
-from .gallery import EventDetails, GalleryUnavailable, retention_days
+from .gallery import EventDetails, GalleryUnavailable, retention_days, utc_now
 from .identify import POOR_QUALITY, TRACK_VOTE, Decision, Identifier
 from .imageio import as_rgb8
 from .models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelPack
@@ -64,6 +64,19 @@ class FacePipeline:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Every face in an RGB image, best detection first."""
         return self.detector.detect(image)
+
+    def detect_reduced(self, image: np.ndarray, scale: float,
+                       min_face: float | None = None) -> list[Face]:
+        """Every face of at least min_face pixels of the original (default: the
+        detector's minimum times scale) in an image decoded at 1/scale of its size;
+        boxes and landmarks in the original's pixels."""
+        if min_face is None:
+            min_face = self.detector.min_face * scale
+        faces = self.detector.detect(image, min_face=min_face / scale)
+        for face in faces:  # continuous coordinates: a reduced pixel is scale x scale
+            face.box *= np.float32(scale)
+            face.landmarks *= np.float32(scale)
+        return faces
 
     def align(self, image: np.ndarray, faces) -> np.ndarray:
         """The faces (Face objects, or their landmarks) as the embedder takes them."""
@@ -251,11 +264,13 @@ class Recognizer:
 
         t0 = time.perf_counter()
         matches = self.identifier.search(vectors)
+        looked = {}  # track -> (its candidates now, its embedding now)
         for i, found, vector in zip(chosen, matches, vectors):
             t = todo[i]
             if track and t.reference is not None and float(vector @ t.reference) < self.same_face:
                 t = todo[i] = tracks[chosen_rows[i]] = self.tracker.split(t)
             t.reference = vector
+            looked[id(t)] = (found, vector)
             single = self.identifier.decide(found)
             t.embeddings += 1
             t.embedded_at = self._frame_no
@@ -272,6 +287,14 @@ class Recognizer:
         for i, ok in enumerate(usable):
             if not ok and todo[i].decision is None:
                 todo[i].decision = Decision(None, 0.0, None, POOR_QUALITY)
+        # Nobody is two faces of one frame (siblings, look-alikes): the better match
+        # keeps the name, the other takes its next candidate or gives way (identify.py).
+        # Tracks not looked at now compete with the name they carry; votes stay as cast.
+        now = [looked.get(id(t), ([], None)) for t in tracks]
+        for t, decision in zip(tracks, self.identifier.decide_together(
+                [found for found, _ in now], [t.decision for t in tracks],
+                [vector for _, vector in now])):
+            t.decision = decision
         timings["search"] = (time.perf_counter() - t0) * 1000
 
         embedded_now = {id(t) for t in todo}
@@ -287,6 +310,9 @@ class Recognizer:
              path: str | None = None) -> None:
         """One event per track and identity: when it is decided, and when it changes.
         In video an unknown face is logged once a second look confirms it."""
+        # one time for this frame's faces: a camera's frame is told apart by it, and
+        # faces of one frame are never grouped as one person (unknowns.photo_key)
+        seen = utc_now()
         for t in tracks:
             if t.decision is None or t.decision.reason == "poor quality":
                 continue
@@ -308,6 +334,7 @@ class Recognizer:
                     and t.reference is not None:
                 face = self.unknown_face(image, t.face, t.quality, t.reference, source, path)
                 face.event_uid = uid
+                face.seen = seen
                 self.events.keep(face)
 
     def unknown_face(self, image: np.ndarray, face: Face, quality: Quality | None,

@@ -6,24 +6,58 @@ usable face is kept as an unknown face (unknowns.py) with a sighting of it, so
 naming its cluster later turns those sightings into the person's. A file seen
 before with the same size and modification time is not decoded again; a changed
 file is scanned afresh. Scanning writes no events: an archive is not a door.
+
+Speed: a scan looks for faces of at least 1/50 of a photo's longer side, at most
+SMALLEST_FACE pixels and never fewer than the detector's minimum (80 px on a
+12-megapixel photo). A JPEG on which such a face would still be DETECT_MIN pixels at
+1/2, 1/4 or 1/8 of its size is decoded that much smaller (the codec skips the fine
+detail) and searched there; the recognizer then gets the photo at its full size but
+filled in only around the faces found (a zero page costs no memory), so boxes,
+landmarks and quality are in the file's pixels as before. Worker threads read and
+search the next photos while the recognizer embeds and stores the current one
+(OpenCV and onnxruntime release the GIL).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from .align import Template, align_face, alignment_matrix, get_template
+from .detect import Face
 from .gallery import GalleryStore, format_time, utc_now
 from .filenames import display_name
-from .imageio import ImageError, read_image
+from .imageio import (MAX_PIXELS, PIXEL_LIMITS, ImageError, decode_image_scaled, probe_header,
+                      read_file)
 from .models import InferenceError
+from .quality import assess
 from .recognize import KEPT_AS_UNKNOWN, Recognizer
 from .sources import ImageFolderSource
 
 Progress = Callable[[int, int, str], None]
+
+# The smallest face a scan looks for: 1/SMALLEST_FRACTION of the photo's longer side,
+# at most SMALLEST_FACE pixels (so every face of 80 px or more is found in any photo),
+# never less than the detector's own minimum.
+SMALLEST_FACE = 80
+SMALLEST_FRACTION = 50
+# A face this large in the reduced decode is found as reliably as at full size (the
+# app's default minimum face): the reduction is picked to keep the smallest face there.
+DETECT_MIN = 40
+# What the recognizer reads around a face: the crops it cuts (the embedder's, the
+# stored face canvas, the event thumbnail), plus a margin for interpolation.
+_CUT_TEMPLATES = ("storage256", "arcface112")
+_CUT_MARGIN = 4
 
 
 @dataclass
@@ -51,6 +85,52 @@ def stored_path(path: str | os.PathLike) -> str:
     return display_name(path.parent.resolve() / path.name)
 
 
+@dataclass
+class _Photo:
+    """A photo read and searched (by a worker), waiting for the recognizer."""
+    path: Path
+    key: tuple[int, float]  # size and modification time when it was read
+    image: np.ndarray  # what the recognizer reads: maybe filled only around the faces
+    scale: float  # image pixels -> the file's pixels
+    faces: list[Face]  # found in it, in image pixels
+
+
+class _FoundFaces:
+    """The recognizer's pipeline during a scan: detect() hands over the faces a worker
+    already found in the image the recognizer is given; all else is the real one."""
+
+    def __init__(self, pipeline):
+        self._pipeline = pipeline
+        self.image: np.ndarray | None = None
+        self.faces: list[Face] = []
+
+    def __getattr__(self, name):
+        return getattr(self._pipeline, name)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        if image is self.image:
+            return list(self.faces)
+        return self._pipeline.detect(image)
+
+
+def _template(pipeline) -> Template:
+    template = pipeline.embedder.template
+    return template if isinstance(template, Template) else get_template(template)
+
+
+def _reach(landmarks: np.ndarray, templates) -> tuple[float, float, float, float]:
+    """The part of the image (x1, y1, x2, y2) that aligned crops of a face read."""
+    corners = []
+    for tpl in templates:
+        inverse = cv2.invertAffineTransform(alignment_matrix(landmarks, tpl))
+        w, h = tpl.size
+        square = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
+        corners.append(square @ inverse.T)
+    points = np.concatenate(corners)
+    return (float(points[:, 0].min()), float(points[:, 1].min()),
+            float(points[:, 0].max()), float(points[:, 1].max()))
+
+
 class PhotoScanner:
     def __init__(self, recognizer: Recognizer):
         if recognizer.unknowns is None:
@@ -58,6 +138,9 @@ class PhotoScanner:
                              "is 0 days, or it is read-only")
         self.recognizer = recognizer
         self.gallery: GalleryStore = recognizer.gallery
+        self.pipeline = recognizer.pipeline
+        # photos read and searched at once: as many as the inference threads asked for
+        self.workers = max(1, int(getattr(self.pipeline.detector, "threads", 1)))
 
     def _seen(self, path: Path) -> bool:
         size, mtime = _file_key(path)
@@ -74,29 +157,161 @@ class PhotoScanner:
         report = ScanReport()
         images, others = ImageFolderSource(root, recursive=True).list_images()
         report.skipped += [(display_name(p), why) for p, why in others]
-        for done, path in enumerate(images):
-            if cancelled and cancelled():
-                report.cancelled = True
-                break
-            if progress:
-                progress(done, len(images), display_name(path))
+        ahead: deque[Future] = deque()
+        queued = 0
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="scan") as pool, \
+                self._handing_over() as found:
             try:
-                if not rescan and self._seen(path):
-                    report.unchanged += 1
-                    continue
-                self.scan_file(path, report)
-            except (ImageError, InferenceError, MemoryError, OSError) as exc:
-                report.skipped.append((display_name(path), str(exc) or "out of memory"))
+                for done, path in enumerate(images):
+                    if cancelled and cancelled():
+                        report.cancelled = True
+                        break
+                    # the next photos are read and searched while this one is stored;
+                    # no more than one waits beyond the busy workers (memory)
+                    while queued < len(images) and queued <= done + self.workers:
+                        ahead.append(self._submit(pool, images[queued], rescan))
+                        queued += 1
+                    job = ahead.popleft()
+                    if progress:
+                        progress(done, len(images), display_name(path))
+                    try:
+                        photo = job.result()
+                        if photo is None:
+                            report.unchanged += 1
+                            continue
+                        self._store(photo, report, found)
+                    except (ImageError, InferenceError, MemoryError, OSError) as exc:
+                        report.skipped.append((display_name(path), str(exc) or "out of memory"))
+            finally:
+                for job in ahead:
+                    job.cancel()
         if progress and not report.cancelled:
             progress(len(images), len(images), "")
         return report
 
     def scan_file(self, path: Path, report: ScanReport) -> None:
-        size, mtime = _file_key(path)
-        image, scale = read_image(path)
-        path = stored_path(path)  # from here on: the file as the gallery records it
+        """One photo, read, searched and stored in this thread."""
+        with self._handing_over() as found:
+            self._store(self._prepare(path), report, found)
+
+    @contextmanager
+    def _handing_over(self):
+        """The recognizer takes each photo's faces from the worker that found them."""
+        found = _FoundFaces(self.pipeline)
+        self.recognizer.pipeline = found
+        try:
+            yield found
+        finally:
+            self.recognizer.pipeline = self.pipeline
+
+    def _submit(self, pool: ThreadPoolExecutor, path: Path, rescan: bool) -> Future:
+        """A photo to a worker; None for a file scanned before and unchanged (the gallery
+        is read in this thread). What goes wrong comes out at the photo's turn."""
+        try:
+            if not rescan and self._seen(path):
+                job: Future = Future()
+                job.set_result(None)
+                return job
+        except Exception as exc:
+            job = Future()
+            job.set_exception(exc)
+            return job
+        return pool.submit(self._prepare, path)
+
+    def smallest_face(self, width: int, height: int) -> float:
+        """The smallest face (pixels) looked for in a photo of this size."""
+        detector_min = float(self.pipeline.detector.min_face)
+        return max(detector_min, min(float(SMALLEST_FACE), max(width, height) / SMALLEST_FRACTION))
+
+    def _prepare(self, path: Path) -> _Photo:
+        """Read and search one photo (in a worker thread)."""
+        key = _file_key(path)
+        name = display_name(path)
+        data = read_file(path)
+        header = probe_header(data, name) if data else None
+        if header is None or header.format not in ("JPEG", "MPO") \
+                or header.width * header.height > PIXEL_LIMITS.get(header.format, MAX_PIXELS):
+            # not a JPEG, or one so large it is decoded reduced anyway: as it comes
+            image, scale = decode_image_scaled(data, name)
+            del data
+            wanted = self.smallest_face(image.shape[1] * scale, image.shape[0] * scale)
+            faces = self.pipeline.detect_reduced(image, 1.0, wanted / scale)
+            return _Photo(path, key, image, scale, faces)
+        wanted = self.smallest_face(header.width, header.height)
+        factor = 1
+        while factor < 8 and wanted / (2 * factor) >= DETECT_MIN:
+            factor *= 2
+        small, scale = decode_image_scaled(data, name, reduce=factor)
+        faces = self.pipeline.detect_reduced(small, scale, wanted)
+        if scale == 1:
+            return _Photo(path, key, small, 1.0, faces)
+        if self._needs_detail(small, scale, faces):
+            del small  # never two decodes of one photo at once
+            image, _ = decode_image_scaled(data, name)
+            return _Photo(path, key, image, 1.0, faces)
+        del data
+        upright = (header.height, header.width) if header.orientation < 5 \
+            else (header.width, header.height)
+        return _Photo(path, key, self._filled(small, scale, upright, faces), 1.0, faces)
+
+    def _needs_detail(self, small: np.ndarray, scale: float, faces: list[Face]) -> bool:
+        """Whether a face fails the recognizer's sharpness check on the reduced decode,
+        and nothing else, where that decode had fewer pixels than its crop: the
+        file's own pixels (sharper) must decide, as they would have without the
+        reduction."""
+        policy = self.recognizer.quality_policy
+        but_sharpness = replace(policy, min_sharpness=1e-6)  # (0 would divide by 0)
+        template = _template(self.pipeline)
+        for face in faces:
+            matrix = alignment_matrix(face.landmarks, template)
+            magnified = math.sqrt(abs(np.linalg.det(matrix[:, :2]))) * scale > 1.0
+            if not magnified:
+                continue
+            crop = align_face(small, face.landmarks / scale, template)
+            quality = assess(face, crop, but_sharpness)
+            if quality.ok and quality.measures["sharpness"] < policy.min_sharpness:
+                return True
+        return False
+
+    def _filled(self, small: np.ndarray, scale: float, shape: tuple[int, int],
+                faces: list[Face]) -> np.ndarray:
+        """The photo at its full size (shape: height, width), filled in from the reduced
+        decode only where the recognizer's crops of the faces read; zeros elsewhere,
+        which numpy takes from the system as untouched pages (no memory, no time)."""
+        height, width = shape
+        image = np.zeros((height, width, 3), np.uint8)
+        templates = [get_template(n) for n in _CUT_TEMPLATES] + [_template(self.pipeline)]
+        f = int(scale)
+        sh, sw = small.shape[:2]
+        for face in faces:
+            np.clip(face.box[0::2], 0, width, out=face.box[0::2])
+            np.clip(face.box[1::2], 0, height, out=face.box[1::2])
+            x1, y1, x2, y2 = _reach(face.landmarks, templates)
+            # whole reduced pixels, one more each side so the upsampling's edge (it
+            # repeats the last pixel) stays outside what is read
+            rx1 = max(0, math.floor(x1 / f) - _CUT_MARGIN)
+            ry1 = max(0, math.floor(y1 / f) - _CUT_MARGIN)
+            rx2 = min(sw, math.ceil(x2 / f) + _CUT_MARGIN)
+            ry2 = min(sh, math.ceil(y2 / f) + _CUT_MARGIN)
+            if rx2 <= rx1 or ry2 <= ry1:
+                continue
+            ox2, oy2 = min(width, rx2 * f), min(height, ry2 * f)
+            # pixel centres: the reduced pixel i covers full pixels f*i .. f*i + f - 1
+            patch = cv2.resize(small[ry1:ry2, rx1:rx2], ((rx2 - rx1) * f, (ry2 - ry1) * f),
+                               interpolation=cv2.INTER_LINEAR)
+            image[ry1 * f:oy2, rx1 * f:ox2] = patch[:oy2 - ry1 * f, :ox2 - rx1 * f]
+        return image
+
+    def _store(self, photo: _Photo, report: ScanReport, found: _FoundFaces) -> None:
+        size, mtime = photo.key
+        image, scale = photo.image, photo.scale
+        path = stored_path(photo.path)  # from here on: the file as the gallery records it
         recognizer = self.recognizer
-        result = recognizer.process(image, source=str(path), track=False, path=str(path))
+        found.image, found.faces = image, photo.faces
+        try:
+            result = recognizer.process(image, source=str(path), track=False, path=str(path))
+        finally:
+            found.image, found.faces = None, []
         known, unknown = [], []
         for face in result.faces:
             box = [round(float(v) * scale, 1) for v in face.face.box]  # the file's pixels

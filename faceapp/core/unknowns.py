@@ -68,6 +68,20 @@ class Cluster:
     best_face_ids: list[int]  # best quality first
 
 
+def photo_key(source: str | None, path: str | None, seen: str | None):
+    """The photo or video frame a face was seen in: faces with one key are different
+    people, so they are never grouped together (clustering.py). A file's photo is its
+    path, a video file's frame its path and the frame's place in it (`source` says
+    "clip.mp4 #120 00:00:04.800"); a camera's frame is the camera and the frame's time
+    (the faces of one frame are kept with one time). None: not known (no file, no time
+    given)."""
+    if path:
+        return ("file", path, source or "")
+    if seen:
+        return ("frame", source or "", seen)
+    return None
+
+
 def _encode_jpeg(crop: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".jpg", np.ascontiguousarray(crop[:, :, ::-1]),
                             [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -112,12 +126,12 @@ class UnknownFaces:
         version = self.gallery.read_state(db, STATE_UNKNOWNS_VERSION)
         if version == self._version:
             return
-        rows = db.execute("SELECT cluster_id, vector FROM unknown_faces WHERE model_id = ?",
-                          [self.model_id]).fetchall()
+        rows = db.execute("SELECT cluster_id, vector, source, path, seen FROM unknown_faces "
+                          "WHERE model_id = ?", [self.model_id]).fetchall()
         ids = np.array([r[0] for r in rows], np.int64)
         vectors = (np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dim)
                    if rows else np.zeros((0, self.dim), np.float32))
-        self.clusters.load(ids, vectors)
+        self.clusters.load(ids, vectors, [photo_key(*r[2:]) for r in rows])
         self.clusters.reserve_ids(self.gallery.read_state(db, STATE_CLUSTER_COUNTER, 1))
         self._version = version
 
@@ -168,8 +182,10 @@ class UnknownFaces:
                 "SELECT content_hash, id FROM unknown_faces WHERE content_hash IN (%s)"
                 % ",".join("?" * len(prepared)), [p[3] for p in prepared])}
             fresh = [p for p in prepared if p[3] not in known]
+            photos = [photo_key(p[0].source, p[0].path, p[0].seen and format_time(p[0].seen))
+                      for p in fresh]
             change = self.clusters.add(np.array([p[1] for p in fresh]).reshape(-1, self.dim),
-                                       range(len(fresh)))
+                                       range(len(fresh)), photos)
             now = format_time(utc_now())
             for cluster_id in change.created:
                 db.execute("INSERT INTO unknown_clusters(id, created) VALUES (?, ?)",
@@ -363,8 +379,9 @@ class UnknownFaces:
     def _split(self, ids: list[int]) -> int:
         with self.gallery.writing(bump=False) as db:
             self._sync(db)
-            rows = db.execute("SELECT id, cluster_id, vector FROM unknown_faces WHERE id IN (%s)"
-                              % ",".join("?" * len(ids)), ids).fetchall()
+            rows = db.execute("SELECT id, cluster_id, vector, source, path, seen FROM "
+                              "unknown_faces WHERE id IN (%s)" % ",".join("?" * len(ids)),
+                              ids).fetchall()
             if len(rows) != len(ids):
                 raise NotFound("some of these unknown faces are gone")
             sources = {r[1] for r in rows}
@@ -374,8 +391,9 @@ class UnknownFaces:
             vectors = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(-1, self.dim)
             if len(ids) == self.clusters.size(old):
                 return old  # the whole cluster: nothing to split
-            self.clusters.remove(old, vectors)
-            new = self.clusters.place(vectors)
+            photos = [photo_key(*r[3:]) for r in rows]
+            self.clusters.remove(old, vectors, photos)
+            new = self.clusters.place(vectors, photos)
             db.execute("INSERT INTO unknown_clusters(id, created) VALUES (?, ?)",
                        [new, format_time(utc_now())])
             db.execute("UPDATE unknown_faces SET cluster_id = ? WHERE id IN (%s)"

@@ -9,7 +9,8 @@ Layout:
     live.py         LiveWorker: a QThread that reads a source and analyses each frame
     capture.py      the guided enrollment capture (an analyser for the live worker)
     video_view.py   the widget that paints a frame and its face boxes
-    *_page.py       the five pages
+    *_page.py       the pages
+    photo_viewer.py one photo with its faces; draw a box around a face the detector missed
     dialogs.py      every question the app asks (tests replace these functions)
     images.py       numpy <-> QImage helpers
 

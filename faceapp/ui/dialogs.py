@@ -98,6 +98,80 @@ def choose(parent: QWidget, title: str, label: str, items: list[str],
     return value if ok and value else None
 
 
+def person_dialog(parent: QWidget, title: str, text: str, names: list[str]) -> QDialog:
+    """The dialog of ask_person (not shown): a name field that also searches the list
+    of people under it; the answer is in `dialog.answer()`."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QListWidget
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(title)
+    layout = QVBoxLayout(dialog)
+    label = QLabel(text)
+    label.setWordWrap(True)
+    field = QLineEdit()
+    field.setAccessibleName("Name")
+    field.setPlaceholderText("Type to search, or type a new name")
+    field.setClearButtonEnabled(True)
+    people = QListWidget()
+    people.setAccessibleName("People enrolled")
+    people.addItems(names)
+    hint = QLabel()
+    hint.setWordWrap(True)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                               | QDialogButtonBox.StandardButton.Cancel)
+    ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+    layout.addWidget(label)
+    layout.addWidget(field)
+    layout.addWidget(people, 1)
+    layout.addWidget(hint)
+    layout.addWidget(buttons)
+    folded = {name.casefold(): name for name in names}
+
+    def answer() -> str | None:
+        typed = " ".join(field.text().split())
+        return folded.get(typed.casefold(), typed) if typed else None
+
+    def typed(value: str) -> None:
+        words = value.strip().casefold()
+        for row in range(people.count()):
+            item = people.item(row)
+            item.setHidden(bool(words) and words not in item.text().casefold())
+        name = answer()
+        ok.setEnabled(name is not None)
+        if name is None:
+            hint.setText("")
+        elif name in names:
+            hint.setText(f"This face will be added to {name}.")
+        else:
+            hint.setText(f"{name} will be enrolled as a new person.")
+        ok.setText(f"Add to {name}" if name in names else "Enroll" if name else "OK")
+
+    def picked(item) -> None:
+        if item is not None and field.text() != item.text():
+            field.setText(item.text())
+
+    field.textChanged.connect(typed)
+    people.currentItemChanged.connect(lambda current, _previous: picked(current))
+    people.itemDoubleClicked.connect(lambda item: (picked(item), dialog.accept()))
+    buttons.accepted.connect(lambda: dialog.accept() if answer() else None)
+    buttons.rejected.connect(dialog.reject)
+    field.setFocus(Qt.FocusReason.OtherFocusReason)
+    typed("")
+    dialog.resize(420, 460)
+    dialog.field, dialog.people, dialog.hint, dialog.answer = field, people, hint, answer
+    return dialog
+
+
+def ask_person(parent: QWidget, title: str, text: str, names: list[str]) -> str | None:
+    """Someone enrolled, chosen from a list searched by typing, or a new name typed;
+    an enrolled person's name comes back spelled as enrolled. None: cancelled."""
+    dialog = person_dialog(parent, title, text, names)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    return dialog.answer()
+
+
 class FolderMemory:
     """The folder the last file dialog ended in, kept in the settings so the next
     dialog (this run or the next) opens there."""

@@ -112,6 +112,37 @@ def report_text(report: ImportReport) -> str:
     return " ".join(lines)
 
 
+def tag_report_groups(report) -> list[ReportGroup]:
+    """A tag import's report (face_tags.TagImportReport): one group per name, with the
+    tags of it that were left out; then the warnings; then files left out."""
+    groups = []
+    named = set()
+    for name in sorted(set(report.people) | set(report.by_name), key=str.casefold):
+        problems = [(Path(photo).name, why, photo) for photo, why in report.by_name.get(name, [])]
+        named.update((photo, f"the face tagged {name!r}: {why}")
+                     for photo, why in report.by_name.get(name, []))
+        added = report.people.get(name, 0)
+        if added:
+            outcome = f"{added} face{'s' if added != 1 else ''} added for {name}"
+            if problems:
+                outcome += f"; {len(problems)} left out"
+        else:
+            reasons = {why for _n, why, _p in problems}
+            outcome = "nothing added: " + (reasons.pop() if len(reasons) == 1
+                                           else "no tagged face could be used")
+        groups.append(ReportGroup(name, outcome, added, problems))
+    if report.warnings:
+        groups.append(ReportGroup("Check these", f"{len(report.warnings)} warning(s); the "
+                                  "faces were saved under their tags' names", 0,
+                                  [("warning", w, "") for w in report.warnings]))
+    others = [(Path(item).name or item, why, item) for item, why in report.skipped
+              if (item, why) not in named]
+    if others:
+        groups.append(ReportGroup("Files left out", f"{len(others)} file(s) could not be "
+                                  "used", 0, others))
+    return groups
+
+
 class EnrollPage(QWidget):
     folder_fps: float | None = None  # a photo folder as capture source: as fast as it goes
     capture_options: dict = {}  # CaptureAnalyzer keyword arguments (tests tune them)
@@ -170,6 +201,10 @@ class EnrollPage(QWidget):
         self.folder_button = QPushButton("Import a folder of people…")
         self.folder_button.setToolTip("Ctrl+Shift+I")
         self.folder_button.clicked.connect(lambda: self.import_folder())
+        self.tags_button = QPushButton("Photos already tagged in another program…")
+        self.tags_button.setToolTip("Face tags made in digiKam, Lightroom, Picasa, darktable "
+                                    "or Windows Photos (in the photos or their .xmp sidecars)")
+        self.tags_button.clicked.connect(lambda: self.import_tagged())
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
@@ -209,6 +244,10 @@ class EnrollPage(QWidget):
         layout.addWidget(muted("Or a whole folder: one sub-folder per person, named after "
                                "them (Alice/1.jpg, Alice/2.jpg, Bob/…)."))
         layout.addWidget(self.folder_button)
+        layout.addSpacing(8)
+        layout.addWidget(muted("Or photos whose faces are already named in another photo "
+                               "program: each named face is enrolled under its name."))
+        layout.addWidget(self.tags_button)
         layout.addSpacing(8)
         layout.addLayout(progress_row)
         layout.addWidget(self.item_label)
@@ -264,6 +303,7 @@ class EnrollPage(QWidget):
         importing = self.import_job is not None
         self.photos_button.setEnabled(ready and not importing)
         self.folder_button.setEnabled(ready and not importing)
+        self.tags_button.setEnabled(ready and not importing)
         self.cancel_button.setEnabled(importing)
         self.capture_button.setText("Cancel capture" if self.video.is_running
                                     else "Start capture")
@@ -365,6 +405,36 @@ class EnrollPage(QWidget):
             return report
 
         self._start_import(work, f"Importing {Path(root).name}")
+
+    def import_tagged(self, root: str | None = None) -> None:
+        """Enroll the named faces of a folder's photos (subfolders too), read from the
+        tags other photo programs wrote; in the background, with the same report."""
+        from ..core.face_tags import ExifTool, TagError, import_tags
+
+        try:
+            exiftool = ExifTool()  # said before a folder is chosen
+        except TagError as exc:
+            self.state.error.emit(str(exc))
+            return
+        if root is None:
+            root = dialogs.open_folder(self, "Folder of photos tagged in another program")
+        if not root:
+            return
+        enroller = self.state.enroller
+
+        def work(job):
+            report = import_tags(enroller, [root], progress=job.report,
+                                 cancelled=job.cancelled, exiftool=exiftool)
+            report.groups = tag_report_groups(report)
+            return report
+
+        def done(report) -> None:
+            self._import_done(report)
+            found = (f"{report.tagged} of {report.photos} photo(s) have named face tags. "
+                     if report.tagged else "No named face tags were found in these photos. ")
+            self.summary.setText(found + report_text(report))
+
+        self._start_import(work, f"Reading the face tags of {Path(root).name}", on_done=done)
 
     def _start_import(self, work, title: str, on_done=None, follows: bool = False) -> None:
         """follows: the next step of the import running now (it is ending)."""

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdi
 from ..core.align import TEMPLATES, align_faces
 from ..core.embed import Embedder
 from ..core.gallery import Event, Gallery
-from ..core.imageio import load_image
+from ..core.imageio import IMAGE_SUFFIXES, load_image
 from ..core.models import ModelPackError
 from ..core.sources import Frame
 from . import dialogs
@@ -229,8 +229,15 @@ class EventsPage(LazyPage):
             self.table.setColumnWidth(column, width)
         header.setSectionResizeMode(WHY, QHeaderView.ResizeMode.Stretch)
         self.count_label = muted()
+        self.photo_button = QPushButton("Show photo")
+        self.photo_button.setToolTip("The photo this event came from, in the app's viewer: "
+                                     "every face boxed and named, and a missed face can be "
+                                     "drawn")
+        self.photo_button.clicked.connect(lambda: self.show_photo())
+        self.table.itemSelectionChanged.connect(self._update_photo_button)
         bottom = QHBoxLayout()
         bottom.addWidget(self.not_button)
+        bottom.addWidget(self.photo_button)
         bottom.addWidget(self.count_label, 1)
         bottom.addWidget(self.details)
 
@@ -246,6 +253,7 @@ class EventsPage(LazyPage):
         state.ready_changed.connect(self._gallery_changed)
         state.ready_changed.connect(self._update_not_action)
         self._update_not_action()
+        self._update_photo_button()
 
     # -- filter -----------------------------------------------------------------------------
     def current_filter(self) -> EventFilter:
@@ -358,6 +366,7 @@ class EventsPage(LazyPage):
         self.count_label.setText(f"{shown} · {total} in the log")
         self.loaded = True
         self._update_not_action()
+        self._update_photo_button()
 
     # -- the photo or frame behind an event -----------------------------------------------------
     def open_selected(self, *_args) -> None:
@@ -385,6 +394,26 @@ class EventsPage(LazyPage):
                                 f"{event.name or 'Unknown'}" + (f" · {why}" if why else "")))
         self.picture_dialog = dialog  # tests look at it
         dialog.show()
+
+    def photo_of(self, row: EventRow | None) -> str | None:
+        """The photo file an event came from (None: a video, a camera, or no event)."""
+        if row is None or not row.event.source:
+            return None
+        path, frame_no = Frame.parse_where(row.event.source)
+        return path if frame_no is None and Path(path).suffix.lower() in IMAGE_SUFFIXES \
+            else None
+
+    def _update_photo_button(self) -> None:
+        self.photo_button.setEnabled(self.photo_of(self.selected_row()) is not None)
+
+    def show_photo(self) -> None:
+        """The selected event's photo in the app's viewer."""
+        from .photo_viewer import open_photos
+
+        path = self.photo_of(self.selected_row())
+        if path is not None:
+            self.viewer = open_photos(self, self.state, [path],
+                                      viewer=getattr(self, "viewer", None))
 
     # -- "this was not X" ---------------------------------------------------------------------
     def selected_row(self) -> EventRow | None:

@@ -364,9 +364,35 @@ class PeoplePage(QWidget):
                     "page: Scan a photo folder).")
             self.photos_dialog = dialogs.show_files(self, f"Photos of {person.name}", text,
                                                     paths)
+            self._open_in_app(self.photos_dialog, paths)
 
         self.state.run(lambda job: photos_of(gallery, person.id), show,
                        what=f"Finding photos of {person.name}")
+
+    def _open_in_app(self, dialog, paths: list[str]) -> None:
+        """Double-click on a listed photo: the app's viewer (faces boxed and named, a
+        missed one can be drawn), going through the list; the desktop's viewer stays
+        in the list's right-click menu."""
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        files = dialog.files
+        files.itemDoubleClicked.disconnect()
+        files.itemDoubleClicked.connect(lambda item: self.open_photo(paths, files.row(item)))
+        show = QAction("Show the photo", files)
+        show.triggered.connect(lambda: files.currentRow() >= 0
+                               and self.open_photo(paths, files.currentRow()))
+        files.addAction(show)
+        desktop = QAction("Open with the desktop's viewer", files)
+        desktop.triggered.connect(lambda: files.currentItem() and QDesktopServices.openUrl(
+            QUrl.fromLocalFile(files.currentItem().text())))
+        files.addAction(desktop)
+        files.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+
+    def open_photo(self, paths: list[str], index: int = 0) -> None:
+        from .photo_viewer import open_photos
+
+        self.viewer = open_photos(self, self.state, paths, index, getattr(self, "viewer", None))
 
     def use_as_portrait(self) -> None:
         selected = self.samples.selectedItems()

@@ -21,6 +21,7 @@ from .words import short_source, when_text
 
 CLUSTER_ID = Qt.ItemDataRole.UserRole + 1
 FACE_ID = Qt.ItemDataRole.UserRole + 2
+PHOTO = Qt.ItemDataRole.UserRole + 3  # the photo file a face was seen in (None: a video...)
 SEEN_ONCE = -1  # the CLUSTER_ID of the row that folds the one-face groups
 LIST_ICON = 72
 FACE_ICON = 112
@@ -43,11 +44,22 @@ def load_cards(unknowns: UnknownFaces) -> list[ClusterCard]:
     return cards
 
 
-def load_faces(unknowns: UnknownFaces, cluster_id: int) -> list[tuple[int, str, QImage]]:
+def load_faces(unknowns: UnknownFaces, cluster_id: int
+               ) -> list[tuple[int, str, QImage, str | None]]:
+    """(id, where and when, picture, the photo file it came from or None)."""
     return [(f.id, f"{f.source}\n{when_text(f.seen)}"
              + ("" if f.enrollable else "\nnot good enough to enroll"),
-             thumbnail(unknowns.crop(f.id), FACE_ICON))
+             thumbnail(unknowns.crop(f.id), FACE_ICON), photo_file(f.path))
             for f in unknowns.faces(cluster_id)]
+
+
+def photo_file(path: str | None) -> str | None:
+    """The path when it is a photo (a video file's faces have no photo to show)."""
+    from pathlib import Path
+
+    from ..core.imageio import IMAGE_SUFFIXES
+
+    return path if path and Path(path).suffix.lower() in IMAGE_SUFFIXES else None
 
 
 def describe(cluster: Cluster) -> str:
@@ -145,8 +157,12 @@ class UnknownsPage(LazyPage):
         self.split_button.clicked.connect(lambda: self.split_selected())
         self.remove_button = QPushButton("Remove selected")
         self.remove_button.clicked.connect(lambda: self.remove_selected())
+        self.photo_button = QPushButton("Show photo")
+        self.photo_button.setToolTip("The photo the selected face was seen in (double-click "
+                                     "a face): every face boxed and named")
+        self.photo_button.clicked.connect(lambda: self.show_photo())
         buttons = flow(self.name_button, self.ignore_button, self.split_button,
-                       self.remove_button)
+                       self.remove_button, self.photo_button)
         self.faces = QListWidget()
         self.faces.setAccessibleName("Faces of this unknown person")
         self.faces.setViewMode(QListView.ViewMode.IconMode)
@@ -156,6 +172,7 @@ class UnknownsPage(LazyPage):
         self.faces.setSpacing(6)
         self.faces.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.faces.itemSelectionChanged.connect(self._update_buttons)
+        self.faces.itemDoubleClicked.connect(lambda item: self.show_photo(item))
 
         self.detail = QWidget()
         right_layout = QVBoxLayout(self.detail)
@@ -303,10 +320,11 @@ class UnknownsPage(LazyPage):
         if cluster_id != self.selected_id:
             return
         self.faces.clear()
-        for face_id, text, image in faces:
+        for face_id, text, image, photo in faces:
             item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), "")
             item.setToolTip(text)
             item.setData(FACE_ID, face_id)
+            item.setData(PHOTO, photo)
             self.faces.addItem(item)
 
     def _update_buttons(self) -> None:
@@ -317,11 +335,29 @@ class UnknownsPage(LazyPage):
         self.split_button.setEnabled(chosen and selected
                                      and len(self.faces.selectedItems()) < self.faces.count())
         self.remove_button.setEnabled(chosen and selected)
+        items = self.faces.selectedItems()
+        self.photo_button.setEnabled(len(items) == 1 and bool(items[0].data(PHOTO)))
 
     def _selected_faces(self) -> list[int]:
         return [item.data(FACE_ID) for item in self.faces.selectedItems()]
 
     # -- actions ----------------------------------------------------------------------------
+    def show_photo(self, item: QListWidgetItem | None = None) -> None:
+        """The photo a face was seen in, in the app's viewer; Previous / Next go through
+        the photos of the group's other faces."""
+        from .photo_viewer import open_photos
+
+        if item is None:
+            items = self.faces.selectedItems()
+            item = items[0] if len(items) == 1 else None
+        if item is None or not item.data(PHOTO):
+            return
+        photos = list(dict.fromkeys(
+            self.faces.item(r).data(PHOTO) for r in range(self.faces.count())
+            if self.faces.item(r).data(PHOTO)))
+        self.viewer = open_photos(self, self.state, photos, photos.index(item.data(PHOTO)),
+                                  getattr(self, "viewer", None))
+
     def name_selected(self, name: str | None = None) -> None:
         """Enroll the selected group as `name` (asked when not given)."""
         cluster_id, unknowns = self.selected_id, self.state.unknowns()
