@@ -233,7 +233,9 @@ def record(out: str, argv: list[str]) -> int:
         result = process(self, image, source=source, track=track, path=path)
         notes["faces"][Path(path or source).name] = [
             {"box": [float(v) for v in f.face.box], "reason": f.decision.reason,
-             "person": f.decision.person_id} for f in result.faces]
+             "person": f.decision.person_id, "score": f.decision.score,
+             "vector": None if f.embedding is None else [float(v) for v in f.embedding]}
+            for f in result.faces]
         notes["shape"] = list(image.shape)
         return result
 
@@ -404,6 +406,11 @@ def main() -> int:
                   f"unknown) {same}/{len(both)}, differing: "
                   f"{[(k, fa[k]['reason'], fb[k]['reason']) for k in both if fa[k]['person'] != fb[k]['person']]}"
                   f"; box corners moved median {np.median(shift):.1f} px, max {max(shift):.1f} px")
+            cos = sorted((float(np.dot(fa[k]["vector"], fb[k]["vector"])), fa[k]["reason"],
+                          fb[k]["reason"], round(fa[k]["score"], 3), round(fb[k]["score"], 3), k)
+                         for k in both if fa[k]["vector"] and fb[k]["vector"])
+            print(f"  embeddings of one face, {variants[0]} . {variants[1]}: median "
+                  f"{np.median([c[0] for c in cos]):.4f}, lowest {cos[:3]}")
             why = {k: (fa[k] and fa[k]["reason"], fb[k] and fb[k]["reason"]) for k in fa}
             print(f"  stored by {variants[0]} only: "
                   f"{[(k, why[k]) for k in sa if sa[k] and not sb[k]]}, by {variants[1]} only: "

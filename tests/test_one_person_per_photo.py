@@ -315,10 +315,11 @@ def test_one_person_twice_in_a_photo_is_kept_as_two_groups(tmp_path, lfw):
 
 @pytest.mark.slow
 def test_unknown_faces_of_lfw_photos_with_several_people_are_never_one_group(tmp_path, lfw):
-    """LFW people with 15+ photos, 12 photos each, identified into an empty gallery:
-    every face is kept and grouped. Over a hundred of these photos hold two or more
-    kept faces; no group holds two faces of one photo, and the subjects' groups stay
-    as pure as they are without the rule (one person each)."""
+    """LFW people with 15+ photos, 12 photos each (1,152), identified into an empty
+    gallery: every face is kept and grouped. 109 of these photos hold two or more kept
+    faces; no group holds two faces of one photo (without the rule one did:
+    Michael_Bloomberg_0009's), and the subjects' groups score as they do without the
+    rule (pairwise precision 0.993, BCubed precision 0.994, recall 0.850)."""
     people = sorted(d.name for d in lfw.iterdir() if len(os.listdir(lfw / d.name)) >= 15)
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -326,7 +327,7 @@ def test_unknown_faces_of_lfw_photos_with_several_people_are_never_one_group(tmp
         for photo in photos_of(lfw, name)[:12]:
             os.symlink(photo, folder / photo.name)
     db = tmp_path / "gallery.db"
-    faceapp(db, "identify", folder, "--no-events", timeout=1800)
+    faceapp(db, "identify", folder, timeout=1800)
     kept = _unknowns_by_path(db)
     several = {p: faces for p, faces in kept.items() if len(faces) >= 2}
     print(f"\n{len(kept)} photos with kept faces, {len(several)} with two or more")
@@ -339,5 +340,5 @@ def test_unknown_faces_of_lfw_photos_with_several_people_are_never_one_group(tmp
                       + abs((f[1][1] + f[1][3]) / 2 - 125))[0] for p, faces in kept.items()}
     scores = pairwise_scores([person_of(p) for p in subject], list(subject.values()))
     print(json.dumps(scores))
-    assert scores["pairwise_precision"] >= 0.97 and scores["bcubed_precision"] >= 0.97
-    assert scores["bcubed_recall"] >= 0.6
+    assert scores["pairwise_precision"] >= 0.99 and scores["bcubed_precision"] >= 0.99
+    assert scores["bcubed_recall"] >= 0.82

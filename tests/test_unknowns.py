@@ -332,3 +332,24 @@ def test_unknown_commands_name_what_is_wrong(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), "unknowns",
                               "--retention", "-1"], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "from 0 to 3650, not -1" in refused.stderr
+
+
+def test_faces_keep_joining_after_a_group_is_named_or_removed(tmp_path):
+    """The groups in memory follow what naming and removing did to the stored ones: the
+    next face like a removed or named group is kept (it once failed on a foreign key)."""
+    rng = np.random.default_rng(7)
+    people = [_unit(rng.normal(size=128)) for _ in range(2)]
+
+    def like(person):
+        return _face(rng, _unit(person + rng.normal(scale=0.02, size=128)))
+
+    with connect(tmp_path / "g.db") as g:
+        store = UnknownFaces(g, "m:int8", 128, 0.9)
+        kept = store.add([like(people[0]), like(people[0]), like(people[1]), like(people[1])])
+        first, second = kept[0][1], kept[2][1]
+        assert first != second
+        store.remove_cluster(first)
+        assert store.add([like(people[0])])
+        store.name_cluster(second, "Ada")
+        assert store.add([like(people[1])])
+        assert store.count() == 2

@@ -22,7 +22,7 @@ from .detect import Face, MTCNNDetector
 from .embed import Embedder
 from .event_writer import EventWriter
 from .gallery import EventDetails, GalleryUnavailable, retention_days, utc_now
-from .identify import POOR_QUALITY, TRACK_VOTE, Decision, Identifier
+from .identify import ALREADY_IN_PHOTO, POOR_QUALITY, TRACK_VOTE, Decision, Identifier
 from .imageio import as_rgb8
 from .models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelPack
 from .operating import OperatingPoint
@@ -31,8 +31,10 @@ from .tracking import Track, Tracker, appearance, similarity, APPEARANCE_CHANGE,
 from .unknowns import UnknownFace, UnknownFaces
 
 # Decisions whose face is kept as an unknown face (poor-quality faces are not; an
-# ambiguous face is near two enrolled people, so it is probably one of them).
-KEPT_AS_UNKNOWN = ("below threshold", "no gallery")
+# ambiguous face is near two enrolled people, so it is probably one of them; a face
+# that gave way to a better match of the same person in its photo is someone else:
+# a sibling, a look-alike, to be named later).
+KEPT_AS_UNKNOWN = ("below threshold", "no gallery", ALREADY_IN_PHOTO)
 
 # How often a station asks its gallery server whether the gallery changed (seconds):
 # a person enrolled at one desk is recognised at the others within this.

@@ -7,15 +7,16 @@ naming its cluster later turns those sightings into the person's. A file seen
 before with the same size and modification time is not decoded again; a changed
 file is scanned afresh. Scanning writes no events: an archive is not a door.
 
-Speed: a scan looks for faces of at least 1/50 of a photo's longer side, at most
-SMALLEST_FACE pixels and never fewer than the detector's minimum (80 px on a
-12-megapixel photo). A JPEG on which such a face would still be DETECT_MIN pixels at
-1/2, 1/4 or 1/8 of its size is decoded that much smaller (the codec skips the fine
-detail) and searched there; the recognizer then gets the photo at its full size but
-filled in only around the faces found (a zero page costs no memory), so boxes,
-landmarks and quality are in the file's pixels as before. Worker threads read and
-search the next photos while the recognizer embeds and stores the current one
-(OpenCV and onnxruntime release the GIL).
+Speed: in photos of 12 megapixels and more (LARGE_PHOTO) a scan looks for faces of
+SMALLEST_FACE pixels and up, and decodes a JPEG at the smallest of 1/2, 1/4 or 1/8
+of its size at which such a face still has the detector's DETECT_MIN (the codec skips
+the fine detail; the detector's pyramid starts 4x smaller). The recognizer then gets
+the photo at its full size, filled in from that decode only around the faces found
+(untouched zero pages cost no memory), so boxes, landmarks and quality are in the
+file's pixels as before; a face that fails the sharpness check on the reduced pixels
+alone is judged on a full decode. Worker threads read and search the next photos
+while the recognizer embeds and stores the current one (OpenCV and onnxruntime
+release the GIL). bench/bench_scan.py measures it.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ from .sources import ImageFolderSource
 
 Progress = Callable[[int, int, str], None]
 
-# The smallest face a scan looks for: 1/SMALLEST_FRACTION of the photo's longer side,
-# at most SMALLEST_FACE pixels (so every face of 80 px or more is found in any photo),
-# never less than the detector's own minimum.
+# Photos whose longer side is at least LARGE_PHOTO pixels (12 megapixels and up) are
+# searched for faces of SMALLEST_FACE pixels and more (or the detector's minimum if
+# larger); smaller photos for faces down to the detector's minimum, as always.
+LARGE_PHOTO = 4000
 SMALLEST_FACE = 80
-SMALLEST_FRACTION = 50
 # A face this large in the reduced decode is found as reliably as at full size (the
 # app's default minimum face): the reduction is picked to keep the smallest face there.
 DETECT_MIN = 40
@@ -218,10 +219,12 @@ class PhotoScanner:
             return job
         return pool.submit(self._prepare, path)
 
-    def smallest_face(self, width: int, height: int) -> float:
+    def smallest_face(self, width: float, height: float) -> float:
         """The smallest face (pixels) looked for in a photo of this size."""
         detector_min = float(self.pipeline.detector.min_face)
-        return max(detector_min, min(float(SMALLEST_FACE), max(width, height) / SMALLEST_FRACTION))
+        if max(width, height) < LARGE_PHOTO:
+            return detector_min
+        return max(detector_min, float(SMALLEST_FACE))
 
     def _prepare(self, path: Path) -> _Photo:
         """Read and search one photo (in a worker thread)."""
@@ -245,14 +248,17 @@ class PhotoScanner:
         faces = self.pipeline.detect_reduced(small, scale, wanted)
         if scale == 1:
             return _Photo(path, key, small, 1.0, faces)
+        height, width = (header.height, header.width) if header.orientation < 5 \
+            else (header.width, header.height)  # upright, as decoded
+        for face in faces:  # the reduced decode's last pixel may reach past the file's
+            np.clip(face.box[0::2], 0, width, out=face.box[0::2])
+            np.clip(face.box[1::2], 0, height, out=face.box[1::2])
         if self._needs_detail(small, scale, faces):
             del small  # never two decodes of one photo at once
-            image, _ = decode_image_scaled(data, name)
+            image, _ = decode_image_scaled(data, name)  # within the limit: at full size
             return _Photo(path, key, image, 1.0, faces)
         del data
-        upright = (header.height, header.width) if header.orientation < 5 \
-            else (header.width, header.height)
-        return _Photo(path, key, self._filled(small, scale, upright, faces), 1.0, faces)
+        return _Photo(path, key, self._filled(small, scale, (height, width), faces), 1.0, faces)
 
     def _needs_detail(self, small: np.ndarray, scale: float, faces: list[Face]) -> bool:
         """Whether a face fails the recognizer's sharpness check on the reduced decode,
@@ -284,10 +290,8 @@ class PhotoScanner:
         f = int(scale)
         sh, sw = small.shape[:2]
         for face in faces:
-            np.clip(face.box[0::2], 0, width, out=face.box[0::2])
-            np.clip(face.box[1::2], 0, height, out=face.box[1::2])
             x1, y1, x2, y2 = _reach(face.landmarks, templates)
-            # whole reduced pixels, one more each side so the upsampling's edge (it
+            # whole reduced pixels, a few more each side so the upsampling's edge (it
             # repeats the last pixel) stays outside what is read
             rx1 = max(0, math.floor(x1 / f) - _CUT_MARGIN)
             ry1 = max(0, math.floor(y1 / f) - _CUT_MARGIN)

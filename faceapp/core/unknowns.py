@@ -353,6 +353,7 @@ class UnknownFaces:
                        [pid, cid])
             db.execute("DELETE FROM unknown_clusters WHERE id = ?", [cid])  # faces cascade
             self._bump(db)
+        self._version = None  # the stored groups changed, the ones in memory did not
         g.checkpoint()
         return pid, face_ids, len(rows) - len(good)
 
@@ -413,6 +414,7 @@ class UnknownFaces:
             db.execute("DELETE FROM unknown_clusters WHERE id NOT IN "
                        "(SELECT DISTINCT cluster_id FROM unknown_faces)")
             self._bump(db)
+        self._version = None  # the stored groups changed, the ones in memory did not
         self.gallery.checkpoint()
         return gone
 

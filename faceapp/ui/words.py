@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from ..core.identify import AMBIGUOUS, BELOW, MATCH, NO_GALLERY, POOR_QUALITY, TRACK_VOTE
+from ..core.identify import (ALREADY_IN_PHOTO, AMBIGUOUS, BELOW, MATCH, NO_GALLERY, POOR_QUALITY,
+                             TRACK_VOTE)
 from ..core.operating import NAMED_POINTS, one_in, rate_words
 
 # -- face models ---------------------------------------------------------------------------
@@ -133,6 +134,10 @@ def why_text(reason: str, nearest: str | None = None, runner_up: str | None = No
         return f"not close enough to anyone (nearest: {nearest})"
     if reason == BELOW:
         return "not close enough to anyone enrolled"
+    if reason == ALREADY_IN_PHOTO and nearest:
+        return f"looks like {nearest}, who is already named in this photo"
+    if reason == ALREADY_IN_PHOTO:
+        return "looks like someone already named in this photo"
     return reason
 
 

@@ -11,6 +11,7 @@ chooses a backend. Inside, one module per concern:
                     embeddings), written once in the SQL both speak (sql.py)
     events.py       the event log, mixed into the store
     retention.py    how long unknown faces (and their events' pictures) are kept
+    watch.py        the watch list (who to be alerted about) and the alerts sent
     schema.py       the schema version, stored crops, migrations (tables.py: the DDL)
     files.py        a gallery file before it is opened, owner-only files, atomic
                     writes, the files this process has open (LiveFiles)
@@ -41,6 +42,9 @@ from .schema import (DEFAULT_UNKNOWN_RETENTION_DAYS, SCHEMA_VERSION, STATE_CLUST
                      STATE_UNKNOWNS_VERSION, crop_digest, decode_crop, encode_crop)
 from .sqlite_file import DEFAULT_TIMEOUT, Gallery
 from .store import GalleryStore
+from .watch import (DEFAULT_ALERT_EVERY_MINUTES, AlertRecord, WatchEntry, acknowledge_alerts,
+                    add_alert, alert_every, alert_picture, alerts, is_quiet, last_alert,
+                    parse_quiet, set_alert_every, unwatch, watch, watch_list)
 
 __all__ = [
     "DEFAULT_TIMEOUT", "DEFAULT_UNKNOWN_RETENTION_DAYS", "SCHEMA_VERSION",
@@ -54,6 +58,10 @@ __all__ = [
     "landmarks_json", "name_key", "name_skeleton", "normalize_name", "open_gallery",
     "parse_time", "purge_expired", "retention_days", "set_retention_days", "utc_now",
     "write_private_file",
+    # the watch list and the alerts sent (watch.py)
+    "DEFAULT_ALERT_EVERY_MINUTES", "AlertRecord", "WatchEntry", "acknowledge_alerts",
+    "add_alert", "alert_every", "alert_picture", "alerts", "is_quiet", "last_alert",
+    "parse_quiet", "set_alert_every", "unwatch", "watch", "watch_list",
 ]
 
 

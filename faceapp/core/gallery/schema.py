@@ -28,6 +28,12 @@ Layout (schema version 7)::
           which file each face found by `scan` came from; exactly one of
           person_id / unknown_id is set
     scanned_files(path, size, mtime, faces, scanned)   a re-scan skips what it saw
+    watch_list(id, person_id -> people ON DELETE CASCADE, camera, quiet, created)
+          who to be alerted about (person_id NULL: any unknown face), where, and
+          the quiet hours (gallery/watch.py)
+    alerts(id, time, person_id -> people ON DELETE CASCADE, name, score, camera,
+           station, track, event_uid, acknowledged)
+          the alerts sent; their face picture is their event's thumbnail
 """
 
 from __future__ import annotations
@@ -252,8 +258,10 @@ def _migrate_5_to_6(db: Sql) -> None:
 def _migrate_6_to_7(db: Sql) -> None:
     """v7: what stations change moves out of meta into gallery_state (a station role
     on a server may no longer write meta, so it cannot change the schema version);
-    events keep who their nearest people were; unknown faces keep their event."""
+    events keep who their nearest people were; unknown faces keep their event; the
+    watch list and the alerts sent."""
     import sqlalchemy as sa
+    from sqlalchemy.dialects import sqlite as sa_sqlite
 
     def build(op) -> None:
         tables = db.table_names()
@@ -267,6 +275,31 @@ def _migrate_6_to_7(db: Sql) -> None:
             op.add_column("events", sa.Column("runner_up_id", sa.Integer))
         if "event_uid" not in db["unknown_faces"].columns_dict:
             op.add_column("unknown_faces", sa.Column("event_uid", sa.Text))
+        # the watch list and the alerts sent (as tables.py writes them for a new one)
+        key = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+        real = sa.Double().with_variant(sa_sqlite.REAL(), "sqlite")
+
+        def person() -> sa.Column:
+            return sa.Column("person_id", key, sa.ForeignKey("people.id", ondelete="CASCADE"))
+
+        def text(name: str) -> sa.Column:
+            return sa.Column(name, sa.Text, nullable=False, server_default="")
+
+        if "watch_list" not in tables:
+            op.create_table("watch_list",
+                            sa.Column("id", key, primary_key=True, nullable=True),
+                            person(), text("camera"), text("quiet"),
+                            sa.Column("created", sa.Text, nullable=False))
+            op.create_index("watch_list_person", "watch_list", ["person_id"])
+        if "alerts" not in tables:
+            op.create_table("alerts",
+                            sa.Column("id", key, primary_key=True, nullable=True),
+                            sa.Column("time", sa.Text, nullable=False), person(),
+                            sa.Column("name", sa.Text), sa.Column("score", real),
+                            text("camera"), text("station"), sa.Column("track", sa.Integer),
+                            sa.Column("event_uid", sa.Text), sa.Column("acknowledged", sa.Text))
+            op.create_index("alerts_time", "alerts", ["time"])
+            op.create_index("alerts_person", "alerts", ["person_id", "time"])
 
     _alembic(db, build)
     kept = ", ".join("?" * len(META_KEYS))

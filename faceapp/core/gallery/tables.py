@@ -170,6 +170,31 @@ sa.Table("scanned_files", METADATA,
          sa.Column("mtime", _Real, nullable=False),
          sa.Column("faces", _Int, nullable=False),
          sa.Column("scanned", _Text, nullable=False))
+# v7: who to be alerted about (person_id NULL: any unknown face), on which camera
+# ('' any; else a source, its file name or a station) and outside which quiet hours
+# (local "HH:MM-HH:MM"; '' none)
+sa.Table("watch_list", METADATA,
+         _pk(),
+         sa.Column("person_id", _Id, sa.ForeignKey("people.id", ondelete="CASCADE")),
+         _text_default("camera"),
+         _text_default("quiet"),
+         sa.Column("created", _Text, nullable=False),
+         sa.Index("watch_list_person", "person_id"))
+# v7: the alerts sent; the face picture is their event's (event_uid), so that deleting
+# the person or the unknown faces' retention takes it with the event
+sa.Table("alerts", METADATA,
+         _pk(),
+         sa.Column("time", _Text, nullable=False),
+         sa.Column("person_id", _Id, sa.ForeignKey("people.id", ondelete="CASCADE")),
+         sa.Column("name", _Text),
+         sa.Column("score", _Real),
+         _text_default("camera"),
+         _text_default("station"),
+         sa.Column("track", _Int),
+         sa.Column("event_uid", _Text),
+         sa.Column("acknowledged", _Text),
+         sa.Index("alerts_time", "time"),
+         sa.Index("alerts_person", "person_id", "time"))
 
 
 def _dialect(name: str):
