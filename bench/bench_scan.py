@@ -6,12 +6,13 @@ and up, 1-4 per photo, box width as our detector measures it) onto a blurred,
 upscaled LFW background with sensor-like noise. Half of the pasted people are enrolled
 (from another photo of theirs) so identities can be checked; the rest become unknown
 faces. Each run is the real `python -m faceapp scan` in a child process on a fresh
-copy of the enrolled gallery; afterwards every stored sighting is matched to the
-pasted faces. "before" is the same working tree with faceapp/core/scan.py as
-committed (git show HEAD:...), which decodes every photo at full size.
+copy of the enrolled gallery; it notes each photo's faces as the recognizer decided
+them, and every stored sighting is matched to the pasted faces. "before" is the same
+working tree with faceapp/core/scan.py as it was before the reduced-decode scan
+(--before-rev), which decodes every photo at full size.
 
     python bench/bench_scan.py [--photos 60] [--runs 3] [--variants before,after]
-                               [--folder DIR]   # reuse photos made earlier
+                               [--folder DIR]   # keeps the photos for another run
 
 LFW is research data (non-commercial): figures from it are for development only.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -39,7 +39,9 @@ LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
 WIDTH, HEIGHT = 4000, 3000
 SMALLEST = 80  # the smallest face the scan must still find (box width, original pixels)
 LARGEST = 480
-BEFORE_FILES = ("faceapp/core/scan.py",)  # what "before" takes from HEAD
+BEFORE_FILES = ("faceapp/core/scan.py",)  # what "before" takes from --before-rev
+# the last commit whose scan decoded every photo at full size
+BEFORE_REV = "cc92c30"
 
 
 # ------------------------------------------------------------------ the photos
@@ -179,9 +181,9 @@ def faceapp_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "faceapp", *map(str, args)]
 
 
-def source_tree(variant: str, work: Path) -> Path:
-    """A copy of the working tree's faceapp package; "before": with BEFORE_FILES as
-    committed."""
+def source_tree(variant: str, work: Path, rev: str = BEFORE_REV) -> Path:
+    """The working tree ("after"), or a copy of its faceapp package with BEFORE_FILES
+    as they were at rev ("before")."""
     if variant == "after":
         return REPO
     tree = work / variant
@@ -189,7 +191,7 @@ def source_tree(variant: str, work: Path) -> Path:
         shutil.copytree(REPO / "faceapp", tree / "faceapp",
                         ignore=shutil.ignore_patterns("__pycache__"))
         for rel in BEFORE_FILES:
-            text = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, check=True,
+            text = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=REPO, check=True,
                                   capture_output=True).stdout
             (tree / rel).write_bytes(text)
     return tree
@@ -324,6 +326,8 @@ def main() -> int:
     ap.add_argument("--folder", type=Path, help="photos made by an earlier run (kept)")
     ap.add_argument("--threads", type=int, help="faceapp --threads (default: the app's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--before-rev", default=BEFORE_REV,
+                    help=f"the commit whose {', '.join(BEFORE_FILES)} is \"before\"")
     args = ap.parse_args()
 
     cpu = Path("/proc/cpuinfo").read_text()
@@ -339,20 +343,19 @@ def main() -> int:
             print(f"made {args.photos} photos in {time.perf_counter() - t0:.0f} s", flush=True)
         meta = json.loads((root / "truth.json").read_text())
         truth, people = meta["photos"], meta["people"]
-        enrolled = {name_of(p["name"]) for p in people[::2]}
         photos = sorted(folder.glob("*.jpg"))
         sizes = [os.path.getsize(p) for p in photos]
         faces = [f for p in truth for f in p["faces"]]
         print(f"{len(photos)} photos {WIDTH}x{HEIGHT}, {np.mean(sizes) / 1e6:.1f} MB each; "
               f"{len(faces)} faces of {min(f['size'] for f in faces):.0f}-"
-              f"{max(f['size'] for f in faces):.0f} px, {len(enrolled)} people enrolled",
+              f"{max(f['size'] for f in faces):.0f} px, {len(people[::2])} people enrolled",
               flush=True)
         variants = args.variants.split(",")
         results: dict[str, list[dict]] = {}
         base = enrolled_gallery(work, REPO, people)
         for run in range(args.runs):  # interleaved: the machine's load hits both alike
             for variant in variants:
-                tree = source_tree(variant, work)
+                tree = source_tree(variant, work, args.before_rev)
                 db = work / f"{variant}-{run}" / "gallery.db"
                 db.parent.mkdir()
                 for f in base.parent.iterdir():
@@ -373,49 +376,56 @@ def main() -> int:
                 print(f"  {variant} run {run + 1}: {r['rate']:.2f} photos/s, "
                       f"{r['cpu_ms']:.0f} ms CPU per photo, peak RSS {rss:.0f} MB, "
                       f"load {r['load']:.1f}, report {r['report']}", flush=True)
-        print("summary (found: a face over the pasted one, IoU >= 0.5; stored: kept as a "
-              "sighting, of a person or an unknown face):")
-        last = {}
-        for variant, rs in results.items():
-            rates = [r["rate"] for r in rs]
-            cpus = [r["cpu_ms"] for r in rs]
-            found = match(truth, rs[-1]["decided"])
-            stored = match(truth, rs[-1]["stored"])
-            last[variant] = (found, stored)
-            named = sum(1 for (photo, j), v in stored.items() if v is not None and v["name"]
-                        == name_of(next(p for p in truth if p["photo"] == photo)["faces"][j]["name"]))
-            should = sum(1 for f in faces if name_of(f["name"]) in enrolled)
-            errors = [corner_error(v["box"], next(p for p in truth if p["photo"] == k[0])
-                                   ["faces"][k[1]]["box"]) for k, v in found.items() if v]
-            print(f"  {variant}: {min(rates):.2f}-{max(rates):.2f} photos/s (median "
-                  f"{np.median(rates):.2f}); CPU {min(cpus):.0f}-{max(cpus):.0f} ms per photo "
-                  f"(2 cores busy: {2000 / np.median(cpus):.1f} photos/s); peak RSS "
-                  f"{min(r['rss'] for r in rs):.0f}-{max(r['rss'] for r in rs):.0f} MB")
-            print(f"     pasted faces >= {SMALLEST} px: found {sum(v is not None for v in found.values())}"
-                  f"/{len(found)}, stored {sum(v is not None for v in stored.values())}/{len(stored)}, "
-                  f"enrolled ones named {named}/{should}; box corners vs pasted: median "
-                  f"{np.median(errors):.1f} px, max {max(errors):.1f} px")
-        if len(last) == 2:
-            (fa, sa), (fb, sb) = (last[v] for v in variants)
-            both = [k for k in fa if fa[k] is not None and fb[k] is not None]
-            same = sum(1 for k in both if fa[k]["person"] == fb[k]["person"])
-            shift = [corner_error(fa[k]["box"], fb[k]["box"]) for k in both]
-            print(f"  {variants[0]} vs {variants[1]}: found by both {len(both)}, only by "
-                  f"{variants[0]} {[k for k in fa if fa[k] and not fb[k]]}, only by {variants[1]} "
-                  f"{[k for k in fa if fb[k] and not fa[k]]}; same decision (person or "
-                  f"unknown) {same}/{len(both)}, differing: "
-                  f"{[(k, fa[k]['reason'], fb[k]['reason']) for k in both if fa[k]['person'] != fb[k]['person']]}"
-                  f"; box corners moved median {np.median(shift):.1f} px, max {max(shift):.1f} px")
-            cos = sorted((float(np.dot(fa[k]["vector"], fb[k]["vector"])), fa[k]["reason"],
-                          fb[k]["reason"], round(fa[k]["score"], 3), round(fb[k]["score"], 3), k)
-                         for k in both if fa[k]["vector"] and fb[k]["vector"])
-            print(f"  embeddings of one face, {variants[0]} . {variants[1]}: median "
-                  f"{np.median([c[0] for c in cos]):.4f}, lowest {cos[:3]}")
-            why = {k: (fa[k] and fa[k]["reason"], fb[k] and fb[k]["reason"]) for k in fa}
-            print(f"  stored by {variants[0]} only: "
-                  f"{[(k, why[k]) for k in sa if sa[k] and not sb[k]]}, by {variants[1]} only: "
-                  f"{[(k, why[k]) for k in sa if sb[k] and not sa[k]]}")
+        summary(truth, people, results, variants)
     return 0
+
+
+def summary(truth: list[dict], people: list[dict], results: dict[str, list[dict]],
+            variants: list[str]) -> None:
+    print("summary (found: a face decided over the pasted one, IoU >= 0.5; stored: kept "
+          "as a sighting, of a person or an unknown face):")
+    pasted = {(p["photo"], j): f for p in truth for j, f in enumerate(p["faces"])}
+    enrolled = {name_of(p["name"]) for p in people[::2]}
+    should = sum(1 for f in pasted.values() if name_of(f["name"]) in enrolled)
+    last = {}
+    for variant, rs in results.items():
+        rates = [r["rate"] for r in rs]
+        cpus = [r["cpu_ms"] for r in rs]
+        rss = [r["rss"] for r in rs]
+        found, stored = match(truth, rs[-1]["decided"]), match(truth, rs[-1]["stored"])
+        last[variant] = (found, stored)
+        named = sum(1 for k, v in stored.items()
+                    if v is not None and v["name"] == name_of(pasted[k]["name"]))
+        errors = [corner_error(v["box"], pasted[k]["box"]) for k, v in found.items() if v]
+        print(f"  {variant}: {min(rates):.2f}-{max(rates):.2f} photos/s (median "
+              f"{np.median(rates):.2f}); CPU {min(cpus):.0f}-{max(cpus):.0f} ms per photo "
+              f"(two whole cores: {2000 / np.median(cpus):.1f} photos/s); peak RSS "
+              f"{min(rss):.0f}-{max(rss):.0f} MB")
+        print(f"     pasted faces >= {SMALLEST} px: found "
+              f"{sum(v is not None for v in found.values())}/{len(found)}, stored "
+              f"{sum(v is not None for v in stored.values())}/{len(stored)}, enrolled ones "
+              f"named {named}/{should}; box corners vs pasted: median "
+              f"{np.median(errors):.1f} px, max {max(errors):.1f} px")
+    if len(last) != 2:
+        return
+    (fa, sa), (fb, sb) = (last[v] for v in variants)
+    a, b = variants
+    both = [k for k in fa if fa[k] is not None and fb[k] is not None]
+    differ = [(k, fa[k]["reason"], fb[k]["reason"]) for k in both
+              if fa[k]["person"] != fb[k]["person"]]
+    shift = [corner_error(fa[k]["box"], fb[k]["box"]) for k in both]
+    print(f"  {a} vs {b}: found by both {len(both)}, only by {a} "
+          f"{[k for k in fa if fa[k] and not fb[k]]}, only by {b} "
+          f"{[k for k in fa if fb[k] and not fa[k]]}; same decision (person or unknown) "
+          f"{len(both) - len(differ)}/{len(both)}, differing {differ}; box corners moved "
+          f"median {np.median(shift):.1f} px, max {max(shift):.1f} px")
+    cos = sorted((round(float(np.dot(fa[k]["vector"], fb[k]["vector"])), 4), k)
+                 for k in both if fa[k]["vector"] and fb[k]["vector"])
+    print(f"  one face's embeddings, {a} . {b}: median {np.median([c[0] for c in cos]):.4f}, "
+          f"lowest {cos[:3]}")
+    why = {k: (fa[k] and fa[k]["reason"], fb[k] and fb[k]["reason"]) for k in fa}
+    print(f"  stored by {a} only: {[(k, why[k]) for k in sa if sa[k] and not sb[k]]}, by {b} "
+          f"only: {[(k, why[k]) for k in sa if sb[k] and not sa[k]]}")
 
 
 def name_of(folder: str) -> str:

@@ -30,7 +30,7 @@ def _exit_after_show() -> None:
 
 
 # Options of the desktop app (faceapp/ui/app.py); anything else is a CLI command.
-GUI_OPTIONS = ("--gallery", "--settings", "--live", "--loop", "--quit-after")
+GUI_OPTIONS = ("--gallery", "--settings", "--live", "--loop", "--on-alert", "--quit-after")
 
 
 def main(argv=None) -> int:

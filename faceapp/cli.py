@@ -304,12 +304,20 @@ def cmd_identify(args) -> int:
               + (f", enrolled people missed ~{rule.miss:.0%}" if rule.miss is not None else ""),
               file=sys.stderr)
         told_locked = told_offline = False
+        watcher = alert_sink = None
+        if args.on_alert:
+            from .core.alerts import AlertWatcher, CommandSink
+
+            alert_sink = CommandSink(args.on_alert, timeout=args.alert_timeout)
         try:
             with open_source(args.source) as source:
                 # Photos in a folder are unrelated stills unless asked: tracking across
                 # them carries one photo's name onto the next.
                 stills = args.stills or (isinstance(source, ImageFolderSource)
                                          and not args.track)
+                if alert_sink is not None:
+                    watcher = AlertWatcher(recognizer, args.source, [alert_sink, _tell_alert],
+                                           label=source.label)
                 for frame in source:
                     try:
                         result = recognizer.process(frame.image, source=frame.where,
@@ -322,6 +330,8 @@ def cmd_identify(args) -> int:
                     for face in result.faces:
                         print(json.dumps(_identity_record(frame, face, recognizer.names)),
                               flush=True)
+                    if watcher is not None:
+                        watcher.observe(result, frame.image)
                     if recognizer.events.paused != told_locked:
                         told_locked = recognizer.events.paused
                         print("the gallery is locked by another program: identifying goes on, "
@@ -344,6 +354,8 @@ def cmd_identify(args) -> int:
         except SourceError as exc:
             raise CommandError(str(exc)) from None
         finally:
+            if alert_sink is not None:  # the last alerts still reach the command
+                alert_sink.close()
             if recognizer.events.pending:
                 print(f"saving {len(recognizer.events.pending)} waiting event(s)...",
                       file=sys.stderr)
@@ -425,6 +437,70 @@ def cmd_scan(args) -> int:
                       "faces": report.faces, "known": report.known,
                       "unknown": report.unknown, "skipped": len(report.skipped)}))
     return 0
+
+
+def _tell_alert(alert) -> None:
+    print(f"alert: {alert.text()}", file=sys.stderr, flush=True)
+
+
+def cmd_watch(args) -> int:
+    from .core.gallery import (alert_every, alerts, set_alert_every, unwatch, watch,
+                               watch_list)
+
+    with _gallery(args) as gallery:
+        if args.every is not None:
+            set_alert_every(gallery, args.every)
+            print(f"at most one alert per person every {args.every} minute(s)",
+                  file=sys.stderr)
+        if args.action in ("add", "remove"):
+            if args.unknown == bool(args.name):
+                raise CommandError(f"watch {args.action}: give a NAME or --unknown")
+            who = "any unknown face" if args.unknown else args.name
+            person = None if args.unknown else _person_id(gallery, args.name)
+            if args.action == "add":
+                watch(gallery, person, args.camera or "", args.quiet or "")
+                print(f"alerts about {who}"
+                      + (f" on {args.camera}" if args.camera else " on every camera")
+                      + (f", quiet {args.quiet}" if args.quiet else ""), file=sys.stderr)
+            elif not unwatch(gallery, person, args.camera):
+                raise CommandError(f"{who} is not on the watch list"
+                                   + (f" for {args.camera}" if args.camera else ""))
+        elif args.action == "list":
+            for entry in watch_list(gallery):
+                print(json.dumps({"name": entry.name, "unknown": entry.person_id is None,
+                                  "camera": entry.camera or None,
+                                  "quiet": entry.quiet or None}))
+            print(f"at most one alert per person every {alert_every(gallery)} minute(s)",
+                  file=sys.stderr)
+        elif args.action == "alerts":
+            for alert in alerts(gallery, limit=args.limit):
+                print(json.dumps({"time": alert.time.isoformat(), "name": alert.name,
+                                  "person_id": alert.person_id, "camera": alert.camera,
+                                  "station": alert.station, "track": alert.track,
+                                  "picture": alert.has_picture,
+                                  "acknowledged": alert.acknowledged is not None}))
+    return 0
+
+
+def _quiet(text: str) -> str:
+    from .core.gallery import parse_quiet
+
+    try:
+        parse_quiet(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"a time in seconds, above 0 and at most 3600, "
+                                         f"not {display_name(text[:40])!r}")
+    return value
 
 
 def cmd_photos_of(args) -> int:
@@ -725,7 +801,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", action="store_true",
                    help="track faces across a folder's photos (a folder of video frames)")
     p.add_argument("--no-events", action="store_true", help="do not write the event log")
+    p.add_argument("--on-alert", metavar="CMD", type=_text,
+                   help="run CMD for each alert about someone on the watch list (`faceapp "
+                        "watch`), with the alert as JSON on its standard input: name, "
+                        "person_id, camera, time, score, track, picture (base64 JPEG)")
+    p.add_argument("--alert-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="stop an alert command still running after this long (default 10)")
     p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("watch", help="the watch list: whom to be alerted about, on which "
+                                     "camera and outside which quiet hours")
+    p.add_argument("action", nargs="?", default="list",
+                   choices=["add", "remove", "list", "alerts"])
+    p.add_argument("name", nargs="?", type=_text, help="a person in the gallery")
+    p.add_argument("--unknown", action="store_true", help="any unknown face")
+    p.add_argument("--camera", type=_text, metavar="SOURCE",
+                   help="only on this camera: a source (0, a file, a stream), its file "
+                        "name or a station (default: every camera)")
+    p.add_argument("--quiet", type=_quiet, metavar="HH:MM-HH:MM",
+                   help="no alerts between these times (local time; 22:00-06:00 spans "
+                        "midnight)")
+    p.add_argument("--every", type=_int_in(0, 24 * 60, "--every"), metavar="MINUTES",
+                   help="at most one alert per person every MINUTES (for every entry)")
+    p.add_argument("--limit", type=_int_in(1, MAX_LIMIT, "--limit"), default=100,
+                   help="alerts: how many of the latest")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("people", help="list, rename, merge or delete people")
     p.add_argument("action", nargs="?", default="list",

@@ -161,3 +161,15 @@ def test_the_teachers_calibration_is_recorded_in_the_repository():
     assert record.template == "dlib150" and record.ranges
     # the text is a function of the record: rewriting it changes nothing
     assert record.to_json() == record_path("dlib-resnet-v1").read_text()
+
+
+def test_a_section_that_was_not_measured_again_is_never_dropped():
+    previous = {"evaluation": {"lfw": {"int8": {}}, "celeba": {"int8": {}}},
+                "identification": {"int8": {}}}
+    complete = {"evaluation": {"lfw": {"int8": {}}, "celeba": {"int8": {}}},
+                "identification": {"int8": {}}}
+    refresh_module._check_nothing_dropped("p", previous, complete)
+    for dropped in ({"evaluation": {"lfw": {"int8": {}}}, "identification": {"int8": {}}},
+                    {"evaluation": complete["evaluation"], "identification": {}}):
+        with pytest.raises(refresh_module.RefreshError, match="never drops"):
+            refresh_module._check_nothing_dropped("p", previous, dropped)

@@ -37,6 +37,7 @@ def pipeline():
 def archive(tmp_path_factory, shared_data, pipeline):
     """Three photos of 3-4 faces (80-480 px), and a fourth whose one face is soft but
     grainy: sharp enough at full size, too blurred for recognition at 1/2."""
+    bench.LFW = shared_data / "lfw" / "images"
     root = tmp_path_factory.mktemp("archive")
     truth = bench.make_photos(root, 3, seed=3, faces_per_photo=(3, 4))
     rng = np.random.default_rng(7)
@@ -130,3 +131,34 @@ def test_scan_finds_every_face_of_80_px_where_it_is_with_the_full_resolution_ide
         assert not blurred.ok and blurred.measures["sharpness"] < \
             recognizer.quality_policy.min_sharpness
         assert grainy.quality.ok
+
+
+def test_photos_under_12_megapixels_are_searched_as_before(tmp_path, photos, pipeline,
+                                                          monkeypatch):
+    """Below LARGE_PHOTO nothing changes: a full decode, faces down to the detector's
+    minimum, the same faces as the pipeline finds on its own."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "many.jpg").symlink_to(photos / "selfie-many-people.jpg")
+    full, scale = read_image(folder / "many.jpg")
+    assert scale == 1.0 and max(full.shape[:2]) < scan_module.LARGE_PHOTO
+    expected = pipeline.detect(full)
+    assert any(f.width < scan_module.SMALLEST_FACE for f in expected)  # small faces kept
+    scales = []
+    real_decode = scan_module.decode_image_scaled
+
+    def spy(*args, **kwargs):
+        image, scale = real_decode(*args, **kwargs)
+        scales.append(scale)
+        return image, scale
+
+    monkeypatch.setattr(scan_module, "decode_image_scaled", spy)
+    with Gallery(tmp_path / "gallery.db") as gallery:
+        recognizer = Recognizer(pipeline, gallery, log_events=False)
+        seen = []
+        process = recognizer.process
+        recognizer.process = lambda image, **kw: seen.append(process(image, **kw)) or seen[-1]
+        assert PhotoScanner(recognizer).scan(folder).files == 1
+    assert scales == [1.0]
+    got = sorted(f.face.box.tolist() for f in seen[0].faces)
+    assert got == sorted(f.box.tolist() for f in expected)

@@ -245,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recalibrate", action="store_true",
                    help="choose the int8 calibration faces and measure their ranges again "
                         "on this machine, and record them in trainer/calibration/")
+    p.add_argument("--adopt-calibration", action="store_true",
+                   help="record the calibration of the pack's own int8 file (its ranges "
+                        "read back from its scales), with faces found here: a pack built "
+                        "before its calibration was recorded keeps its bytes")
     p.add_argument("--out-root", help="where the pack folder is (default assets/models)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reports", default=str(REPORTS), help="where measurement reports go")

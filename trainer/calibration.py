@@ -178,13 +178,31 @@ def teacher_record(pack: str, template: str, count: int, method: str = "minmax",
 
 
 def settle_ranges(record: CalibrationRecord, fp32_path: Path, batch: np.ndarray,
-                  keep_fp32: list[str], seven_bit_weights: bool = False) -> dict:
+                  keep_fp32: list[str], seven_bit_weights: bool = False,
+                  adopt: Path | None = None) -> dict:
     """The ranges to quantize with: measured here on the record's faces and compared
     with the record (CalibrationMismatch beyond RANGE_TOLERANCE), or measured and
-    recorded when the record has none yet."""
+    recorded when the record has none yet. adopt: an int8 file of this network whose
+    ranges are recorded instead (ranges_from_int8): the pack's own file, built before
+    its calibration was recorded."""
+    from faceapp.core.models import file_sha256
+
     from .export import measure_ranges
 
     measured = measure_ranges(fp32_path, batch, record.method, keep_fp32, seven_bit_weights)
+    if adopt is not None:
+        record.ranges = dict(sorted(ranges_from_int8(adopt, measured).items()))
+        gap, where = range_gap(record.ranges, measured)
+        record.measured_on = (f"ranges read back from the scales and zero points of the "
+                              f"int8 file {file_sha256(adopt)[:12]}, within {gap:.1e} of a "
+                              f"range of those measured on these faces ({this_machine()})")
+        print(f"calibration recorded in {record.save()}: {record.measured_on}: commit it",
+              file=sys.stderr)
+        if gap > RANGE_TOLERANCE:
+            raise CalibrationMismatch(
+                f"{adopt} was not calibrated on faces like these: its ranges differ from "
+                f"those measured here by {gap:.2%} of a range ({where})")
+        return record.ranges
     if not record.ranges:
         record.ranges = measured
         record.measured_on = this_machine()
@@ -202,3 +220,56 @@ def settle_ranges(record: CalibrationRecord, fp32_path: Path, batch: np.ndarray,
             "changed since it was recorded. Run again with --recalibrate to record "
             "the calibration of this network (and commit it).")
     return record.ranges
+
+
+def ranges_from_int8(int8_path: Path, measured: dict[str, tuple[float, float]]) -> dict:
+    """The ranges an int8 file was quantized with, read back from its scales and zero
+    points: for each quantized tensor the range nearest to `measured` that gives
+    exactly the file's scale and zero point (onnxruntime's compute_scale_zp, uint8).
+    Tensors the file does not quantize keep their measured range. With these ranges
+    quantization writes that file again, byte for byte: how a pack built before its
+    calibration was recorded (on a machine nobody knows) gets a record."""
+    import onnx
+    from onnx import numpy_helper
+
+    init = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(int8_path)).graph.initializer}
+
+    def gives(rmin, rmax, scale, zero) -> bool:
+        low, high = min(np.float64(rmin), 0.0), max(np.float64(rmax), 0.0)
+        step = (high - low) / 255.0
+        return step > 0 and np.float32(step) == scale and int(np.round(-low / step)) == zero
+
+    def around(value, count):
+        out, up, down = [np.float32(value)], np.float32(value), np.float32(value)
+        for _ in range(count):
+            up = np.nextafter(up, np.float32(np.inf))
+            down = np.nextafter(down, np.float32(-np.inf))
+            out += [up, down]
+        return out
+
+    ranges = {}
+    for name, (low, high) in measured.items():
+        if name + "_scale" not in init or init[name + "_scale"].ndim != 0:
+            ranges[name] = (low, high)
+            continue
+        scale = np.float32(init[name + "_scale"])
+        zero = int(init[name + "_zero_point"])
+        lows = [np.float32(low)]
+        if zero:  # any low within half a step of -zero * scale gives that zero point
+            lows += [np.float32(-(zero + d) * np.float64(scale))
+                     for d in np.linspace(-0.49, 0.49, 99)]
+        best = None
+        for rmin in lows:
+            if zero == 0 and rmin < 0:
+                continue
+            top = np.float64(min(rmin, 0)) + 255 * np.float64(scale)
+            for rmax in [np.float32(high)] + around(top, 64):
+                if gives(rmin, rmax, scale, zero):
+                    distance = abs(float(rmin) - low) + abs(float(rmax) - high)
+                    if best is None or distance < best[0]:
+                        best = (distance, float(rmin), float(rmax))
+                    break
+        if best is None:
+            raise ValueError(f"{int8_path}: no range gives the scale and zero point of {name}")
+        ranges[name] = (best[1], best[2])
+    return ranges

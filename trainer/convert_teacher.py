@@ -56,7 +56,8 @@ def teacher_manifest(module) -> dict:
 
 def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBRATION_FACES,
                     method: str = "minmax", recalibrate: bool = False,
-                    keep_figures: bool = True, template_flip: bool | None = None) -> Path:
+                    keep_figures: bool = True, template_flip: bool | None = None,
+                    adopt_int8: Path | None = None) -> Path:
     """Write the teacher pack (fp32 + int8 ONNX, manifest) into out_dir.
 
     The int8 file is quantized with the calibration recorded in
@@ -66,6 +67,7 @@ def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBR
     files keeps the figures measured on them (trainer/refresh.py decides itself).
     template_flip: the manifest's template_flip_fusion (None: not written; True: the
     students' mode, searches in one pass, so flip_fusion off).
+    adopt_int8: record the ranges of this int8 file (calibration.ranges_from_int8).
     """
     out_dir = out_dir or repo_packs_dir() / PACK_NAME
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,7 @@ def convert_teacher(out_dir: Path | None = None, calibration_faces: int = CALIBR
     # 0.9995 to 0.989 on held-out training faces; it is ~9% of the multiply-adds.
     keep_fp32 = input_convolutions(out_dir / fp32_name)
     started = time.perf_counter()
-    ranges = settle_ranges(record, out_dir / fp32_name, batch, keep_fp32)
+    ranges = settle_ranges(record, out_dir / fp32_name, batch, keep_fp32, adopt=adopt_int8)
     quantize_int8(out_dir / fp32_name, out_dir / int8_name, None, method=method,
                   keep_fp32=keep_fp32, ranges=ranges)
     print(f"quantized in {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -87,9 +87,9 @@ def student_run(pack: str, manifest: dict | None):
 
 
 def build(pack: str, staging: Path, previous: dict | None, recalibrate: bool,
-          log: Progress) -> dict:
+          log: Progress, adopt: Path | None = None) -> dict:
     """Write the pack's files and a manifest without measured sections into staging;
-    returns that manifest."""
+    returns that manifest. adopt: the pack's int8 file, whose ranges are recorded."""
     for stale in staging.glob("*"):
         if stale.is_file():
             stale.unlink()
@@ -105,7 +105,7 @@ def build(pack: str, staging: Path, previous: dict | None, recalibrate: bool,
         log("converting dlib's ResNet to ONNX and quantizing it to int8")
         template_flip = (previous or {}).get("template_flip_fusion")
         convert_teacher(staging, recalibrate=recalibrate, keep_figures=False,
-                        template_flip=template_flip)
+                        template_flip=template_flip, adopt_int8=adopt)
     else:
         from .students import export_student, student_record
 
@@ -114,7 +114,7 @@ def build(pack: str, staging: Path, previous: dict | None, recalibrate: bool,
         record = student_record(pack, run.config.student.template, recalibrate)
         export_student(run, pack_name=pack, out_root=staging.parent, record=record,
                        template_flip=bool((previous or {}).get("template_flip_fusion", False)),
-                       keep_figures=False)
+                       keep_figures=False, adopt_int8=adopt)
     return json.loads((staging / MANIFEST).read_text(encoding="utf-8"))
 
 
@@ -232,6 +232,21 @@ def measure_all(pack: ModelPack, previous: dict | None, threads: int, reports: P
     return sections, done
 
 
+def _check_nothing_dropped(pack: str, previous: dict | None, manifest: dict) -> None:
+    """Every measured key of the previous manifest is in the new one (two levels deep:
+    evaluation.lfw.int8, identification.int8+flip, ...)."""
+    for name in MEASURED_SECTIONS:
+        old = (previous or {}).get(name, {})
+        new = manifest.get(name, {})
+        for key, value in old.items():
+            missing = key not in new or (
+                name == "evaluation" and isinstance(value, dict)
+                and not set(value) <= set(new.get(key, {})))
+            if missing:
+                raise RefreshError(f"{pack}: {name}.{key} was not measured again (a refresh "
+                                   "never drops a measured section)")
+
+
 # -------------------------------------------------------------------- comparing
 
 def describe_difference(old: Path, new: Path) -> str:
@@ -268,17 +283,25 @@ def describe_difference(old: Path, new: Path) -> str:
 def refresh(pack: str, remeasure: bool = False, recalibrate: bool = False,
             out_root: Path | None = None, threads: int = 2,
             reports: Path | None = None, measure_sections: bool = True,
-            staging: Path | None = None) -> Refreshed:
+            staging: Path | None = None, adopt_calibration: bool = False) -> Refreshed:
     """Rebuild `pack` into out_root/<pack> (default assets/models), built in
     staging/<pack> (default: in the trainer cache). measure_sections False: build and
     compare only, keep every measured section (a test's quick run; it refuses when a
-    file changed)."""
+    file changed). adopt_calibration: record the calibration of the pack's own int8
+    file (read back from it) instead of measuring one: a pack built before its
+    calibration was recorded keeps its bytes."""
     log = Progress(pack)
     dest = (out_root or repo_packs_dir()) / pack
     previous = json.loads((dest / MANIFEST).read_text(encoding="utf-8")) \
         if (dest / MANIFEST).exists() else None
     staging = (staging or cache_dir() / "refresh" / "staging") / pack
-    manifest = build(pack, staging, previous, recalibrate, log)
+    adopt = None
+    if adopt_calibration:
+        entry = (previous or {}).get("files", {}).get("int8")
+        if entry is None or not (dest / entry["path"]).exists():
+            raise RefreshError(f"{pack}: no int8 file in {dest} to read its calibration from")
+        adopt = dest / entry["path"]
+    manifest = build(pack, staging, previous, recalibrate, log, adopt)
     result = Refreshed(pack, dest)
 
     old_files = (previous or {}).get("files", {})
@@ -313,8 +336,7 @@ def refresh(pack: str, remeasure: bool = False, recalibrate: bool = False,
         for name in MEASURED_SECTIONS:
             if name in sections:
                 manifest[name] = sections[name]
-            elif previous is not None and name in previous:
-                raise RefreshError(f"{pack}: {name} was not measured again")  # never dropped
+        _check_nothing_dropped(pack, previous, manifest)
         if previous is not None:
             for section, key in MEASURED_FIELDS:
                 if key in previous.get(section, {}) and key in manifest.get(section, {}):
@@ -348,6 +370,7 @@ def refresh(pack: str, remeasure: bool = False, recalibrate: bool = False,
 def main_refresh(args) -> int:
     try:
         result = refresh(args.pack, remeasure=args.remeasure, recalibrate=args.recalibrate,
+                         adopt_calibration=args.adopt_calibration,
                          out_root=Path(args.out_root) if args.out_root else None,
                          threads=args.threads,
                          reports=Path(args.reports) / args.pack if args.reports else None)

@@ -44,10 +44,12 @@ def student_record(pack: str, template: str, recalibrate: bool = False):
 
 def export_student(run: Run, pack_name: str | None = None, out_root: Path | None = None,
                    calibration: np.ndarray | None = None, template_flip: bool = False,
-                   record=None, keep_figures: bool = True) -> Path:
+                   record=None, keep_figures: bool = True,
+                   adopt_int8: Path | None = None) -> Path:
     """record: a CalibrationRecord (trainer/calibration.py) whose faces calibrate and
     whose ranges quantize (the same int8 bytes on every machine); without one, the
-    ranges are measured here on `calibration` (default: calibration_crops)."""
+    ranges are measured here on `calibration` (default: calibration_crops).
+    adopt_int8: record the ranges of this int8 file (calibration.ranges_from_int8)."""
     cfg = run.config.student
     name = pack_name or f"{run.name}-v1"
     out_dir = (out_root or repo_packs_dir()) / name
@@ -77,7 +79,8 @@ def export_student(run: Run, pack_name: str | None = None, out_root: Path | None
     if record is not None:
         from .calibration import settle_ranges
 
-        ranges = settle_ranges(record, out_dir / fp32_name, batch, keep, seven_bit_weights=True)
+        ranges = settle_ranges(record, out_dir / fp32_name, batch, keep, seven_bit_weights=True,
+                               adopt=adopt_int8)
         quantize_int8(out_dir / fp32_name, out_dir / int8_name, None, keep_fp32=keep,
                       seven_bit_weights=True, ranges=ranges)
     else:

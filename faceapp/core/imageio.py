@@ -232,8 +232,8 @@ def decode_image_scaled(data: bytes, name: str = "image",
     a huge JPEG was decoded at 1/2, 1/4 or 1/8 of its size: positions in the pixels
     times scale are positions in the file's image. reduce: a JPEG is decoded at the
     first of those fractions that is at least 1/reduce smaller (the codec skips the
-    fine detail: a 12-megapixel photo at 1/2 costs a third of a full decode), for
-    callers that need only large features; other formats ignore it."""
+    fine detail: a 12-megapixel photo takes about half the time at 1/2, 40% at 1/4),
+    for callers that need only large features; other formats ignore it."""
     if not data:
         raise _refuse(name, "the file is empty")
     header = probe_header(data, name)

@@ -108,6 +108,7 @@ class RecognizedFace:
     quality: Quality | None
     fresh: bool  # embedded in this frame (else the track's identity was carried over)
     embedding: np.ndarray | None = None  # the track's latest look (unit length)
+    event_uid: str | None = None  # the event the log holds for this face's track, if any
 
 
 @dataclass
@@ -299,12 +300,13 @@ class Recognizer:
             t.decision = decision
         timings["search"] = (time.perf_counter() - t0) * 1000
 
-        embedded_now = {id(t) for t in todo}
-        results = [RecognizedFace(t.track_id, t.face, t.decision, t.quality,
-                                  fresh=id(t) in embedded_now, embedding=t.reference)
-                   for t in tracks]
         if self.log_events:
             self._log(image, tracks, source, settle=track, path=path)
+        embedded_now = {id(t) for t in todo}
+        results = [RecognizedFace(t.track_id, t.face, t.decision, t.quality,
+                                  fresh=id(t) in embedded_now, embedding=t.reference,
+                                  event_uid=t.event_uid)
+                   for t in tracks]
         timings["total"] = (time.perf_counter() - started) * 1000
         return FrameResult(results, timings)
 
@@ -331,7 +333,7 @@ class Recognizer:
             uid = self.events.add(d.person_id, d.score, source, thumbnail, EventDetails(
                 reason=d.reason, nearest_id=d.nearest_id, runner_up_id=d.runner_up_id,
                 runner_up_score=d.runner_up, box=tuple(float(v) for v in t.face.box)))
-            t.logged_person = t.decision.person_id
+            t.logged_person, t.event_uid = t.decision.person_id, uid
             if self.unknowns is not None and d.reason in KEPT_AS_UNKNOWN \
                     and t.reference is not None:
                 face = self.unknown_face(image, t.face, t.quality, t.reference, source, path)

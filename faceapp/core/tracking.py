@@ -63,6 +63,7 @@ class Track:
     decision: Decision | None = None
     quality: Quality | None = None
     logged_person: object = "nobody yet"  # the identity last written to the event log
+    event_uid: str | None = None  # the id of the event last written for it
     reference: np.ndarray | None = None  # embedding of the last look
     thumbnail: np.ndarray | None = None  # tiny normalised face in the previous frame
 

@@ -22,11 +22,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "stream URL (a kiosk starts `faceapp --live 0` at login)")
     parser.add_argument("--loop", action="store_true", help="with --live: play a video "
                         "file again from the start when it ends")
+    parser.add_argument("--on-alert", metavar="CMD", help="run CMD for each alert about "
+                        "someone on the watch list (`faceapp watch`), with the alert as JSON "
+                        "on its standard input (name, camera, time, score, picture)")
     parser.add_argument("--quit-after", type=float, metavar="SECONDS",
                         help="close the window after this long (and print what Live did)")
     args = parser.parse_args(argv)
     if args.quit_after is not None and args.quit_after <= 0:
         parser.error("--quit-after takes a positive number of seconds")
+    if args.on_alert is not None:
+        import shlex
+
+        try:
+            if not shlex.split(args.on_alert):
+                parser.error("--on-alert: the command is empty")
+        except ValueError as exc:
+            parser.error(f"--on-alert: the command cannot be read: {exc}")
     return args
 
 
@@ -90,6 +101,8 @@ def run(argv: list[str] | None = None) -> int:
     app.setApplicationName("faceapp")
     app.setApplicationDisplayName("faceapp")
     window = MainWindow(AppSettings(args.settings), gallery_path=args.gallery)
+    if args.on_alert:
+        window.alert_center.set_command(args.on_alert)
     window.show()
     started = time.monotonic()
     started_at = datetime.now().replace(microsecond=0)  # local time, as events() takes

@@ -74,13 +74,16 @@ class RecognizeAnalyzer:
     """Names each face with the core Recognizer; options() is read on every frame so
     threshold and thumbnail settings apply at once."""
 
-    def __init__(self, pipeline, gallery, options: Callable[[], object], log_events=True):
+    def __init__(self, pipeline, gallery, options: Callable[[], object], log_events=True,
+                 alerts: Callable[[Recognizer], object] | None = None):
         self.gallery = gallery
         self.options = options
         current = options()
         self.recognizer = Recognizer(pipeline, gallery, current.point,
                                      log_events=log_events,
                                      keep_thumbnails=current.keep_thumbnails)
+        # the watch list's alerts (faceapp/core/alerts.py AlertWatcher), if wanted
+        self.alerts = alerts(self.recognizer) if alerts is not None else None
         self._hints: dict[int, str] = {}
 
     def _name(self, person_id: int) -> str:
@@ -94,6 +97,8 @@ class RecognizeAnalyzer:
         self.recognizer.keep_thumbnails = current.keep_thumbnails
         result = self.recognizer.process(frame.image, source=frame.where, track=track,
                                          path=frame.path or frame.media)
+        if self.alerts is not None:  # never raises: recognition goes on
+            self.alerts.observe(result, frame.image)
         overlays = []
         rule = self.recognizer.identifier.rule
         for found in result.faces:

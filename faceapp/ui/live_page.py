@@ -54,6 +54,7 @@ class LivePage(QWidget):
     stats_detail = ""  # the time each stage of the last frame took (a tooltip)
     frames_shown = 0  # since the window opened (the soak test and --live's summary)
     first_frame_at: float | None = None  # time.monotonic() of the first one
+    alerts = None  # the window's AlertCenter (alerts_page.py): the watch list's alerts
 
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
@@ -281,9 +282,11 @@ class LivePage(QWidget):
         self._running_spec = spec
         self.position.setRange(0, 0)
         self.time_label.setText("")
+        alerts = self.alerts.watcher_for(spec) if self.alerts is not None else None
         self.video.start(lambda: make_source(spec, folder_fps=folder_fps, loop=loop,
                                              camera_size=camera_size),
-                         lambda: RecognizeAnalyzer(pipeline, gallery, lambda: state.options),
+                         lambda: RecognizeAnalyzer(pipeline, gallery, lambda: state.options,
+                                                   alerts=alerts),
                          start_at=start_at)
         if not has_password(spec):
             state.settings.last_source = spec

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem
 from ..core.gallery import Gallery
 from ..core.recognize import FacePipeline
 from . import dialogs
+from .alerts_page import AlertCenter, AlertsPage
 from .enroll_page import EnrollPage
 from .events_page import EventsPage
 from .live_page import LivePage
@@ -25,8 +26,8 @@ from .widgets import Banner
 
 SHORTCUTS = """
 <table cellspacing=4>
-<tr><td><b>Ctrl+1 … Ctrl+6</b></td><td>Live, Enroll, People, Unknown people, Events,
-Settings</td></tr>
+<tr><td><b>Ctrl+1 … Ctrl+7</b></td><td>Live, Enroll, People, Unknown people, Events,
+Alerts, Settings</td></tr>
 <tr><td><b>Tab, Shift+Tab</b></td><td>move between the controls of a page; Alt + the
 underlined letter goes to a field</td></tr>
 <tr><td><b>Space</b></td><td>start / stop the video (Live page); a video file: pause and
@@ -59,7 +60,7 @@ Click a face to enroll it.</li>
 person on the Unknown people page; name a group to enroll them.</li>
 <li><b>Check the log</b> (Ctrl+5): who was seen, when and where. If someone was named
 wrongly, select the event and press "This was not …".</li>
-<li><b>Choose how careful</b> (Ctrl+6): in Settings, choose how many strangers may be
+<li><b>Choose how careful</b> (Ctrl+7): in Settings, choose how many strangers may be
 mistaken for someone enrolled. Fewer mistakes means enrolled people are missed more
 often.</li>
 </ol>
@@ -87,6 +88,10 @@ class MainWindow(QMainWindow):
         self.people = PeoplePage(self.state)
         self.unknowns = UnknownsPage(self.state)
         self.events = EventsPage(self.state)
+        # alerts about the watch list: the live worker raises them, this page lists them
+        self.alert_center = AlertCenter(self)
+        self.alerts = AlertsPage(self.state, self.alert_center)
+        self.live.alerts = self.alert_center
         self.settings_page = SettingsPage(self.state)
         style = self.style()
         self.pages = [
@@ -95,6 +100,7 @@ class MainWindow(QMainWindow):
             ("People", self.people, QStyle.StandardPixmap.SP_DirHomeIcon),
             ("Unknown people", self.unknowns, QStyle.StandardPixmap.SP_MessageBoxQuestion),
             ("Events", self.events, QStyle.StandardPixmap.SP_FileDialogDetailedView),
+            ("Alerts", self.alerts, QStyle.StandardPixmap.SP_MessageBoxWarning),
             ("Settings", self.settings_page, QStyle.StandardPixmap.SP_FileDialogInfoView),
         ]
 
@@ -121,6 +127,8 @@ class MainWindow(QMainWindow):
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(8, 8, 8, 0)
         right_layout.addWidget(self.banner)
+        right_layout.addWidget(self.alerts.bar)
+        self.alerts.bar.show_alerts.connect(lambda: self.go_to(self.alerts))
         right_layout.addWidget(self.stack, 1)
         central = QWidget()
         layout = QHBoxLayout(central)
@@ -266,6 +274,8 @@ class MainWindow(QMainWindow):
             self.events.refresh()
         elif page is self.unknowns:
             self.unknowns.refresh()
+        elif page is self.alerts:
+            self.alerts.refresh()
 
     def shortcuts_text(self) -> str:
         return SHORTCUTS
@@ -343,6 +353,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.state.settings.geometry = self.saveGeometry()
         self.live.shutdown()
+        self.alert_center.close()
         self.enroll.shutdown()
         self.state.shutdown()
         super().closeEvent(event)
