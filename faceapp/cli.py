@@ -117,12 +117,18 @@ def _person_id(gallery, name: str) -> int:
 
 def cmd_detect(args) -> int:
     pipeline = _pipeline(args)
+    checker = None
+    if getattr(args, "liveness", False):
+        from .core.liveness import LivenessChecker
+
+        checker = LivenessChecker.from_pack(threads=args.threads)
     status = 0
     for given in args.images:
         path = display_name(given)  # as printed; a name that is not UTF-8 shown escaped
         try:
             image, scale = read_image(given)
             faces = pipeline.analyze(image)
+            live = [checker.score(image, a.face) for a in faces] if checker else None
         except (ImageError, InferenceError, MemoryError) as exc:  # this photo only
             print(json.dumps({"image": path, "error": str(exc) or "out of memory"}))
             status = 1
@@ -130,7 +136,11 @@ def cmd_detect(args) -> int:
         if not faces:
             print(json.dumps({"image": path, "faces": 0}))
         for i, analyzed in enumerate(faces):
-            print(json.dumps(_face_record(path, i, analyzed, scale)))
+            record = _face_record(path, i, analyzed, scale)
+            if live is not None:  # the presentation-attack check (print or screen)
+                record["liveness"] = round(live[i], 4)
+                record["live"] = checker.is_live(live[i])
+            print(json.dumps(record))
     return status
 
 
@@ -755,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help="faces, boxes and landmarks in photos (JSON lines)")
     p.add_argument("images", nargs="+")
+    p.add_argument("--liveness", action="store_true",
+                   help="also check each face for a print or a screen held up to the "
+                        "camera: its score (probability of a real face) and live true/false")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("compare", help="are two photos the same person?")

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from faceapp.core.enroll import EnrollError, Enroller, embed_samples  # noqa: E402
 from faceapp.core.imageio import load_image  # noqa: E402

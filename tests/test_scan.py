@@ -79,8 +79,8 @@ def test_scan_finds_every_face_of_80_px_where_it_is_with_the_full_resolution_ide
         seen = {}  # photo -> the faces the recognizer decided, as the scan gave them
         process = recognizer.process
 
-        def noting(image, source="", track=True, path=None):
-            result = process(image, source=source, track=track, path=path)
+        def noting(image, source="", track=True, path=None, faces=None):
+            result = process(image, source=source, track=track, path=path, faces=faces)
             seen[Path(path).name] = result.faces
             return result
 

@@ -10,7 +10,6 @@ photos (faceapp/ui/demo.py: a folder import, a door "camera" played on Live). Th
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -225,14 +225,16 @@ class Recognizer:
         return previous is not None and similarity(previous, frame) < SCENE_CUT
 
     def process(self, image: np.ndarray, source: str = "", track: bool = True,
-                path: str | None = None) -> FrameResult:
-        """source: where the frame is, in words (events); path: the file it came from."""
+                path: str | None = None, faces: list[Face] | None = None) -> FrameResult:
+        """source: where the frame is, in words (events); path: the file it came from;
+        faces: already found in this image (a scan detects on a reduced decode in its
+        workers), else the detector looks."""
         timings = {}
         started = time.perf_counter()
         image = as_rgb8(image)
         self.refresh_index()
         self.events.flush()  # what waits from before (a lock, a server away)
-        faces = self.pipeline.detect(image)
+        faces = self.pipeline.detect(image) if faces is None else list(faces)
         timings["detect"] = (time.perf_counter() - started) * 1000
         self._frame_no += 1
         if track:

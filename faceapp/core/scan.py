@@ -27,7 +27,6 @@ import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -96,24 +95,6 @@ class _Photo:
     faces: list[Face]  # found in it, in image pixels
 
 
-class _FoundFaces:
-    """The recognizer's pipeline during a scan: detect() hands over the faces a worker
-    already found in the image the recognizer is given; all else is the real one."""
-
-    def __init__(self, pipeline):
-        self._pipeline = pipeline
-        self.image: np.ndarray | None = None
-        self.faces: list[Face] = []
-
-    def __getattr__(self, name):
-        return getattr(self._pipeline, name)
-
-    def detect(self, image: np.ndarray) -> list[Face]:
-        if image is self.image:
-            return list(self.faces)
-        return self._pipeline.detect(image)
-
-
 def _template(pipeline) -> Template:
     template = pipeline.embedder.template
     return template if isinstance(template, Template) else get_template(template)
@@ -160,8 +141,7 @@ class PhotoScanner:
         report.skipped += [(display_name(p), why) for p, why in others]
         ahead: deque[Future] = deque()
         queued = 0
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="scan") as pool, \
-                self._handing_over() as found:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="scan") as pool:
             try:
                 for done, path in enumerate(images):
                     if cancelled and cancelled():
@@ -180,7 +160,7 @@ class PhotoScanner:
                         if photo is None:
                             report.unchanged += 1
                             continue
-                        self._store(photo, report, found)
+                        self._store(photo, report)
                     except (ImageError, InferenceError, MemoryError, OSError) as exc:
                         report.skipped.append((display_name(path), str(exc) or "out of memory"))
             finally:
@@ -192,18 +172,7 @@ class PhotoScanner:
 
     def scan_file(self, path: Path, report: ScanReport) -> None:
         """One photo, read, searched and stored in this thread."""
-        with self._handing_over() as found:
-            self._store(self._prepare(path), report, found)
-
-    @contextmanager
-    def _handing_over(self):
-        """The recognizer takes each photo's faces from the worker that found them."""
-        found = _FoundFaces(self.pipeline)
-        self.recognizer.pipeline = found
-        try:
-            yield found
-        finally:
-            self.recognizer.pipeline = self.pipeline
+        self._store(self._prepare(path), report)
 
     def _submit(self, pool: ThreadPoolExecutor, path: Path, rescan: bool) -> Future:
         """A photo to a worker; None for a file scanned before and unchanged (the gallery
@@ -306,16 +275,14 @@ class PhotoScanner:
             image[ry1 * f:oy2, rx1 * f:ox2] = patch[:oy2 - ry1 * f, :ox2 - rx1 * f]
         return image
 
-    def _store(self, photo: _Photo, report: ScanReport, found: _FoundFaces) -> None:
+    def _store(self, photo: _Photo, report: ScanReport) -> None:
         size, mtime = photo.key
         image, scale = photo.image, photo.scale
         path = stored_path(photo.path)  # from here on: the file as the gallery records it
         recognizer = self.recognizer
-        found.image, found.faces = image, photo.faces
-        try:
-            result = recognizer.process(image, source=str(path), track=False, path=str(path))
-        finally:
-            found.image, found.faces = None, []
+        # the faces the worker found: the recognizer does the rest as for any photo
+        result = recognizer.process(image, source=str(path), track=False, path=str(path),
+                                    faces=photo.faces)
         known, unknown = [], []
         for face in result.faces:
             box = [round(float(v) * scale, 1) for v in face.face.box]  # the file's pixels

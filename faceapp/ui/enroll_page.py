@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QFormLayout, QFrame, QGroupBox, QHBoxLayout, QHea
                                QLabel, QLineEdit, QProgressBar, QPushButton, QScrollArea,
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from ..core.enroll import ImportReport, name_from_folder
+from ..core.enroll import ImportReport
 from . import dialogs
 from .capture import STEPS, CaptureAnalyzer, CaptureProgress
 from .jobs import Job
