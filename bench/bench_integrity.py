@@ -75,6 +75,9 @@ def one_round(root: Path, people: list[Path], probe: Path, args) -> dict:
         twice = conn.execute("SELECT count(*) FROM (SELECT person_id, content_hash FROM faces "
                              "GROUP BY person_id, content_hash HAVING count(*) > 1) "
                              "AS t").fetchone()[0]
+    except sqlite3.DatabaseError as exc:  # what the corruption this bench hunts looks like
+        ok, samples, twice = False, {}, 0
+        print(f"  the gallery is damaged: {exc}", flush=True)
     finally:
         conn.close()
     present = all(sum(samples.get(n, 0) for n in names) == added for names, added in accepted)

@@ -107,6 +107,8 @@ def test_build_deb(tmp_path):
     assert deb.stat().st_size <= 150_000_000
     root = tmp_path / "root"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    installed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"\n.deb {deb.stat().st_size / 1e6:.0f} MB, {installed / 1e6:.0f} MB installed")
     control = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Depends"],
                              capture_output=True, text=True, check=True).stdout
     assert "Package: faceapp" in control and "libxcb-cursor0" in control
