@@ -19,7 +19,9 @@ def test_bundled_packs_load_and_verify():
     packs = {pack.name: pack for pack in available_packs(include_unlisted=True)}
     assert {"mtcnn-v1", "dlib-resnet-v1"} <= set(packs)
     for pack in packs.values():
-        assert pack.manifest["licence"] in ("MIT", "CC0-1.0")
+        # weights whose licence lets us ship them: MTCNN's (MIT), dlib's and ours (CC0),
+        # Minivision's MiniFASNet (Apache-2.0)
+        assert pack.manifest["licence"] in ("MIT", "CC0-1.0", "Apache-2.0")
         for key, entry in pack.manifest["files"].items():
             if entry.get("shipped", True):
                 assert pack.file(key).stat().st_size == entry["bytes"]
@@ -28,10 +30,11 @@ def test_bundled_packs_load_and_verify():
 def test_shipped_files_are_small():
     total = sum(entry["bytes"] for pack in available_packs(include_unlisted=True)
                 for entry in pack.manifest["files"].values() if entry.get("shipped", True))
-    # the teacher, the detector, the default student and two kept for experiments
-    # (unlisted); the students they superseded are rebuilt from their kept generations.
-    # The installer's Qt and onnxruntime weigh about ten times this.
-    assert total < 16_000_000
+    # the teacher, the detector, the default student, two kept for experiments
+    # (unlisted) and the presentation-attack check (fp32: int8 moved its decisions); the
+    # students they superseded are rebuilt from their kept generations. The installer's
+    # Qt and onnxruntime weigh about ten times this.
+    assert total < 19_000_000
 
 
 def test_damaged_file_is_refused(detector_copy):

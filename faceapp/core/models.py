@@ -54,7 +54,7 @@ MANIFEST_SCHEMA = {
     "properties": {
         "schema": {"const": SCHEMA_VERSION},
         "name": {"type": "string", "minLength": 1},
-        "task": {"enum": ["detector", "embedder"]},
+        "task": {"enum": ["detector", "embedder", "liveness"]},
         "default_variant": {"type": "string"},
         "files": {"type": "object", "minProperties": 1, "additionalProperties": {
             "type": "object", "required": ["path", "sha256"],
@@ -85,10 +85,12 @@ MANIFEST_SCHEMA = {
             "type": "object", "required": ["threshold"],
             "properties": {"threshold": {"type": "number", "minimum": -1, "maximum": 1}}}},
         "detector": {"type": "object"},
+        "liveness": {"type": "object", "required": ["models", "threshold", "box"]},
     },
     "if": {"properties": {"task": {"const": "embedder"}}},
     "then": {"required": ["input", "alignment", "embedding_size"]},
-    "else": {"required": ["detector"]},
+    "else": {"if": {"properties": {"task": {"const": "liveness"}}},
+             "then": {"required": ["liveness"]}, "else": {"required": ["detector"]}},
 }
 _validate_manifest = fastjsonschema.compile(MANIFEST_SCHEMA)
 
