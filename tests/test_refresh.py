@@ -1,8 +1,9 @@
 """`python -m trainer refresh`: a shipped pack rebuilt from its sources is the same bytes.
 
 The detector's and the teacher's files are rebuilt from the upstream archives (fetched
-once into the trainer cache) and compared byte for byte with assets/models/; the
-manifest comes back byte-identical, every measured section kept. The full run with
+once into the trainer cache), the two shipped students' from their kept runs, and
+compared byte for byte with assets/models/; the manifest comes back byte-identical,
+every measured section kept. The full run with
 the measurements (LFW, 1:N, clustering: tens of minutes on 2 cores) is not run here:
 its pieces are (which sections are measured again, the order of the keys, the
 calibration record).
@@ -46,7 +47,10 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-@pytest.mark.parametrize("pack", ["mtcnn-v1", "dlib-resnet-v1"])
+# the students whose calibration is recorded (trainer/calibration/) are exported from
+# their kept runs in trainer/generations/
+@pytest.mark.parametrize("pack", ["mtcnn-v1", "dlib-resnet-v1", "dlib-taper-150-v1",
+                                  "dlib-taper-104-v1"])
 def test_refresh_rebuilds_the_shipped_pack_byte_for_byte(pack, tmp_path, shared_data):
     root = tmp_path / "models"
     target = _copy_pack(pack, root)

@@ -206,6 +206,23 @@ def cmd_refresh(args) -> int:
     return main_refresh(args)
 
 
+def cmd_convert_liveness(args) -> int:
+    from .liveness import convert_liveness
+
+    path = convert_liveness(Path(args.out) if args.out else None,
+                            real_count=args.real_faces, variant=args.variant)
+    print(f"wrote liveness pack {path}")
+    return 0
+
+
+def cmd_evaluate_liveness(args) -> int:
+    from .liveness import evaluate_liveness
+
+    evaluate_liveness(args.model, Path(args.nuaa) if args.nuaa else None,
+                      args.lfw_images or None, Path(args.reports), args.update_manifest)
+    return 0
+
+
 def cmd_clustering(args) -> int:
     from .clustering import main_clustering
 
@@ -352,6 +369,26 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(trainer/generations/) for later --init")
     p.add_argument("--run", required=True)
     p.set_defaults(func=cmd_keep_run)
+
+    p = sub.add_parser("convert-liveness", help="MiniFASNet presentation-attack nets -> "
+                                                "ONNX pack (default assets/models/minifasnet-v1)")
+    p.add_argument("--out", help="pack folder")
+    p.add_argument("--real-faces", type=int, default=400,
+                   help="LFW faces for the export check and the int8 comparison")
+    p.add_argument("--variant", choices=["fp32", "int8", "int8-weights"], default="fp32",
+                   help="the files shipped (fp32: int8 moves decisions on real faces)")
+    p.set_defaults(func=cmd_convert_liveness)
+
+    p = sub.add_parser("evaluate-liveness", help="measure a liveness pack: NUAA (threshold "
+                                                 "from its training lists), LFW, samples, ms")
+    p.add_argument("--model", default="minifasnet-v1", help="pack name or folder")
+    p.add_argument("--nuaa", help="the NUAA Photograph Imposter Database folder (with "
+                                  "ClientRaw/, ImposterRaw/ and the *_raw.txt lists)")
+    p.add_argument("--lfw-images", type=int, default=0, help="LFW photos (default: all)")
+    p.add_argument("--reports", default=str(REPORTS), help="where the JSON report goes")
+    p.add_argument("--update-manifest", action="store_true",
+                   help="store the threshold and the figures in the manifest (needs --nuaa)")
+    p.set_defaults(func=cmd_evaluate_liveness)
     return parser
 
 

@@ -8,17 +8,19 @@ results that differ in the last bits from one machine to the next. Two steps of 
 calibration see those bits:
 
 - which faces, and where: the calibration faces are found by the app's own detector
-  (MTCNN in onnxruntime). On another CPU about half of 512 landmark sets move by a
-  ten-thousandth of a pixel, enough to change a few grey levels of the aligned crop,
-  and now and then a borderline detection to pick another face;
+  (MTCNN in onnxruntime, with graph optimisations that lay convolutions out for the
+  CPU's vector width). Of the teacher's 512 faces, an AVX2 CPU and an AVX-512 one
+  give landmarks that differ by ~1e-5 px for most faces and by 2 px for one (another
+  refinement of a borderline face); 302 of the 512 aligned crops differ in some grey
+  level;
 - the activation ranges: min/max calibration takes the largest activation of each
-  tensor over the faces, so every last-bit difference in a convolution lands in the
-  scale written into the int8 file.
-
-Measured on this project's machines, the teacher's int8 file built on an AVX-512 CPU
-differed from the one built on an AVX2 CPU in 63 of its 267 initializers (scales and
-zero points, the weights themselves are the same), with seeds, threads and library
-versions all equal.
+  tensor over the faces, so every changed pixel (and, on other CPUs or versions, every
+  last-bit difference of a convolution) lands in the scales written into the int8
+  file. Measured here, the same crops gave bit-identical ranges on AVX2 (emulated)
+  and AVX-512, but the crops above did not: the teacher's int8 file built on an
+  AVX-512 CPU and on an AVX2 one differ in 57 of their 267 initializers (scales, zero
+  points and the biases quantized with them; the weights are the same), with the
+  same seeds, threads and library versions, and the same metadata.
 
 So the calibration is recorded once, like a lock file: the faces (image path and the
 5 landmarks the detector gave, exactly) and the activation ranges measured on them.
@@ -26,7 +28,9 @@ Quantization reads the record, so the int8 file is a function of the fp32 file a
 committed data: the same bytes on every machine. A refresh measures the ranges again
 on the recorded faces and reports how far this machine's measurement lies from the
 record (last-bit noise: ~1e-6 of a range); a larger gap means the network or the
-data changed, and `--recalibrate` records the calibration anew.
+data changed, and `--recalibrate` records the calibration anew. A pack built before
+its calibration was recorded gets one from its own int8 file (`ranges_from_int8`:
+the ranges that give exactly its scales and zero points), as the teacher did.
 """
 
 from __future__ import annotations
@@ -196,12 +200,12 @@ def settle_ranges(record: CalibrationRecord, fp32_path: Path, batch: np.ndarray,
         record.measured_on = (f"ranges read back from the scales and zero points of the "
                               f"int8 file {file_sha256(adopt)[:12]}, within {gap:.1e} of a "
                               f"range of those measured on these faces ({this_machine()})")
-        print(f"calibration recorded in {record.save()}: {record.measured_on}: commit it",
-              file=sys.stderr)
-        if gap > RANGE_TOLERANCE:
+        if gap > RANGE_TOLERANCE:  # a record that the next refresh would refuse
             raise CalibrationMismatch(
                 f"{adopt} was not calibrated on faces like these: its ranges differ from "
-                f"those measured here by {gap:.2%} of a range ({where})")
+                f"those measured here by {gap:.2%} of a range ({where}); nothing recorded")
+        print(f"calibration recorded in {record.save()}: {record.measured_on}: commit it",
+              file=sys.stderr)
         return record.ranges
     if not record.ranges:
         record.ranges = measured

@@ -36,12 +36,14 @@ from typing import Any
 
 from faceapp.core.models import MANIFEST, ModelPack, file_sha256
 
+from .calibration import CalibrationMismatch, load_record
 from .packs import (MEASURED_FIELDS, MEASURED_SECTIONS, in_order_of, keep_sections,
                     manifest_text, repo_packs_dir)
 from .upstream import cache_dir
 
 DETECTOR = "mtcnn-v1"
 TEACHER = "dlib-resnet-v1"
+EDITED = ("description",)  # manifest fields people may have reworded after a build
 
 
 class RefreshError(RuntimeError):
@@ -111,6 +113,12 @@ def build(pack: str, staging: Path, previous: dict | None, recalibrate: bool,
 
         run = student_run(pack, previous)
         log(f"exporting the student from its kept run {run.name}")
+        if (recalibrate or load_record(pack) is None) and \
+                not ModelPack.load(TEACHER).has_file("fp32"):
+            # the calibration faces come from the distillation targets, made by the
+            # teacher's fp32 file, which is not shipped
+            log(f"the teacher's fp32 file is needed: refreshing {TEACHER} first")
+            refresh(TEACHER, measure_sections=False)
         record = student_record(pack, run.config.student.template, recalibrate)
         export_student(run, pack_name=pack, out_root=staging.parent, record=record,
                        template_flip=bool((previous or {}).get("template_flip_fusion", False)),
@@ -316,6 +324,11 @@ def refresh(pack: str, remeasure: bool = False, recalibrate: bool = False,
     files_same = previous is not None and previous.get("files") == manifest["files"]
 
     if previous is not None:
+        # words written for people (a description edited after export) stay
+        for key in EDITED:
+            if key in previous and previous[key] != manifest.get(key):
+                manifest[key] = previous[key]
+                log(f"kept the manifest's own {key}")
         # what the manifest says that the build does not make (decisions, notes) stays
         extra = [k for k in previous if k not in manifest and k not in MEASURED_SECTIONS]
         for key in extra:
@@ -374,7 +387,7 @@ def main_refresh(args) -> int:
                          out_root=Path(args.out_root) if args.out_root else None,
                          threads=args.threads,
                          reports=Path(args.reports) / args.pack if args.reports else None)
-    except RefreshError as exc:
+    except (RefreshError, CalibrationMismatch) as exc:
         raise SystemExit(str(exc)) from None
     files = ", ".join(f"{k} {v}" for k, v in result.files.items())
     print(f"refreshed {result.pack} in {result.seconds:.0f} s: {files}; "
