@@ -337,12 +337,7 @@ class UnknownFaces:
         rows_in, matrices = g.prepare_samples(samples, {self.model_id: vectors})
         with g.writing() as db:
             self._require_cluster(db, cid)
-            if isinstance(person, str):
-                pid = g.person_id_by_name(db, person)
-                if pid is None:
-                    pid = g.insert_person(db, person)
-            else:
-                pid = g.require_person(db, person)
+            pid = g.person_for(db, person)
             face_ids = [f for f in g.insert_faces(db, pid, rows_in, matrices) if f is not None]
             db.execute("UPDATE sightings SET person_id = ?, unknown_id = NULL WHERE unknown_id "
                        "IN (SELECT id FROM unknown_faces WHERE cluster_id = ?)", [pid, cid])

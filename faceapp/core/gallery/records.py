@@ -49,6 +49,7 @@ def default_station() -> str:
     """The name this machine's events carry: FACEAPP_STATION, or the host name."""
     return (os.environ.get("FACEAPP_STATION") or socket.gethostname() or "station")[:100]
 
+
 # -------------------------------------------------------------------------- records
 
 @dataclass(eq=False)

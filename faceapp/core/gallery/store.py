@@ -120,6 +120,13 @@ class GalleryStore(EventLog):
             raise NotFound(f"no person with id {pid}")
         return pid
 
+    def person_for(self, db: Sql, name_or_person_id: str | int) -> int:
+        """The id of the person a name or an id stands for; a new name is created."""
+        if not isinstance(name_or_person_id, str):
+            return self.require_person(db, name_or_person_id)
+        pid = self.person_id_by_name(db, name_or_person_id)
+        return pid if pid is not None else self.insert_person(db, name_or_person_id)
+
     def insert_person(self, db: Sql, name: str, notes: str = "",
                        created: str | None = None) -> int:
         clean = normalize_name(name)
@@ -319,12 +326,7 @@ class GalleryStore(EventLog):
         crash the person is there with all these faces, or none of it is."""
         rows, vectors = self.prepare_samples(samples, embeddings)
         with self.writing() as db:
-            if isinstance(name_or_person_id, str):
-                pid = self.person_id_by_name(db, name_or_person_id)
-                if pid is None:
-                    pid = self.insert_person(db, name_or_person_id)
-            else:
-                pid = self.require_person(db, name_or_person_id)
+            pid = self.person_for(db, name_or_person_id)
             return pid, [f for f in self.insert_faces(db, pid, rows, vectors) if f is not None]
 
     def add_faces(self, person_id: int, samples: Sequence[FaceSample],
