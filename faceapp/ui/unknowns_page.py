@@ -237,10 +237,12 @@ class UnknownsPage(LazyPage):
             font.setBold(True)
             fold.setFont(font)
             self.clusters.addItem(fold)
+            # folded only under groups seen more than once: alone they are the list
+            shown = self.show_once or len(once) == len(cards)
             for card in once:
                 item = self._item(card)
                 self.clusters.addItem(item)
-                item.setHidden(not self.show_once)  # (only once it is in the list)
+                item.setHidden(not shown)  # (only once it is in the list)
         self.clusters.blockSignals(False)
         self.count_label.setText(counts_text(cards))
         listed = self.listed_ids()
@@ -259,7 +261,9 @@ class UnknownsPage(LazyPage):
 
     def _item_clicked(self, item) -> None:
         if item is not None and item.data(CLUSTER_ID) == SEEN_ONCE:
-            self.set_show_once(not self.show_once)
+            row = self.clusters.row(item) + 1  # the first face it folds
+            folded = row < self.clusters.count() and self.clusters.item(row).isHidden()
+            self.set_show_once(folded)
 
     def set_show_once(self, show: bool) -> None:
         """Unfold (or fold) the faces seen only once."""
