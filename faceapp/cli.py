@@ -502,17 +502,6 @@ def _quiet(text: str) -> str:
     return text
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"a time in seconds, above 0 and at most 3600, "
-                                         f"not {display_name(text[:40])!r}")
-    return value
-
-
 def cmd_photos_of(args) -> int:
     from .core.scan import photos_of
 
@@ -699,15 +688,20 @@ def _threads(text: str) -> int:
     return value
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:  # NaN and inf fail too
-        raise argparse.ArgumentTypeError(f"a rate is a number above 0 and at most 1 (such "
-                                         f"as 1e-3), not {display_name(text[:40])!r}")
-    return value
+def _float_in(high: float, what: str):
+    """A number above 0 and at most `high` (NaN and inf are refused too)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value <= high:
+            raise argparse.ArgumentTypeError(f"{what} is a number above 0 and at most {high:g}, "
+                                             f"not {display_name(text[:40])!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
 
 
 def _text(text: str) -> str:
@@ -773,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="are two photos the same person?")
     p.add_argument("first")
     p.add_argument("second")
-    p.add_argument("--far", type=_rate, default=1e-3,
+    p.add_argument("--far", type=_float_in(1, "--far"), default=1e-3,
                    help="false accept rate of the decision threshold (default 1e-3)")
     p.set_defaults(func=cmd_compare)
 
@@ -818,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run CMD for each alert about someone on the watch list (`faceapp "
                         "watch`), with the alert as JSON on its standard input: name, "
                         "person_id, camera, time, score, track, picture (base64 JPEG)")
-    p.add_argument("--alert-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+    p.add_argument("--alert-timeout", type=_float_in(3600, "--alert-timeout"), default=10.0, metavar="SECONDS",
                    help="stop an alert command still running after this long (default 10)")
     p.set_defaults(func=cmd_identify)
 

@@ -9,20 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 
 from faceapp.core.gallery import connect
 
-
-def faceapp(db, *args, check=True):
-    run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), *map(str, args)],
-                         capture_output=True, text=True, timeout=600)
-    if check:
-        assert run.returncode == 0, run.stderr[-3000:]
-    return run
+from .helpers.cli import faceapp
 
 
 def raw(db: Path) -> bytes:

@@ -639,7 +639,7 @@ def test_huge_or_many_archive_crops_are_bounded_in_memory(tmp_path, photos):
     (["events", "--limit", "many"], "--limit is a whole number, not 'many'"),
     (["unknowns", "--retention", "99999999999"], "--retention is from 0 to 3650,"),
     (["identify", "x.jpg", "--max-frames", "-1"], "--max-frames is from 0"),
-    (["compare", "a.jpg", "b.jpg", "--far", "nan"], "a rate is a number above 0"),
+    (["compare", "a.jpg", "b.jpg", "--far", "nan"], "--far is a number above 0 and at most 1"),
     (["--min-face", "0", "detect", "a.jpg"], "--min-face is from 1 to 10000"),
     (["enroll", b"Jos\xe9", "a.jpg"], "'Jos\\\\xe9' is not UTF-8 text"),
 ])

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -21,20 +19,10 @@ from faceapp.core.identify import ALREADY_IN_PHOTO, BELOW, MATCH, Identifier, ex
 from faceapp.core.imageio import load_image
 from faceapp.core.models import ModelPack
 from faceapp.core.operating import Calibration, DecisionRule
+from .helpers.cli import faceapp, json_lines
 
 SAME, OTHER = "George_W_Bush", "Colin_Powell"
 TILE, GAP = 170, 30
-
-
-def faceapp(db, *args, timeout=900):
-    run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), *map(str, args)],
-                         capture_output=True, text=True, timeout=timeout)
-    assert run.returncode == 0, f"faceapp {args}: {run.stderr[-3000:]}"
-    return run
-
-
-def json_lines(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def person_of(path) -> str:

@@ -18,20 +18,10 @@ import pytest
 from faceapp.core.clustering import FaceClusters, pairwise_scores
 from faceapp.core.gallery import connect, purge_expired, retention_days, utc_now
 from faceapp.core.unknowns import UnknownFace, UnknownFaces
+from .helpers.cli import faceapp, json_lines
 
 ENROLLED = ["Al_Gore", "Ali_Naimi"]
 UNKNOWN = ["Bill_Frist", "Bob_Hope", "Ann_Veneman", "Catherine_Zeta-Jones"]
-
-
-def faceapp(db, *args, timeout=600):
-    run = subprocess.run([sys.executable, "-m", "faceapp", "--db", str(db), *map(str, args)],
-                         capture_output=True, text=True, timeout=timeout)
-    assert run.returncode == 0, f"faceapp {args}: {run.stderr[-3000:]}"
-    return run
-
-
-def json_lines(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def person_of(path: str) -> str:
